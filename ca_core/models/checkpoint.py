@@ -1,0 +1,100 @@
+"""Save and load models as ``.safetensors`` files with metadata, written atomically.
+
+A CA-Stream checkpoint holds only the stream (class token and CA blocks: a few MB for
+ResNet-50) plus what is needed to check that it fits a backbone; a GAP checkpoint holds the
+whole backbone (used for the from-scratch backbones of the embedded experiment).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import timm
+import torch
+from torch import nn
+
+from .ca_stream import CAStream
+
+FORMAT = "ca_core/1"
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def architecture_of(model: nn.Module) -> str:
+    """The timm architecture name of a GAP model or of a CA model's backbone."""
+    backbone = model.backbone if isinstance(model, CAStream) else model
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    return str(cfg.get("architecture", type(backbone).__name__))
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """Metadata that identifies what a checkpoint fits."""
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "architecture": architecture_of(model),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+    }
+    if isinstance(model, CAStream):
+        meta.update(pooling="ca", taps=list(model.taps), widths=list(model.widths), heads=model.heads,
+                    num_features=model.backbone.num_features, num_classes=model.backbone.num_classes)
+    else:
+        meta.update(pooling="gap", num_classes=getattr(model, "num_classes", None))
+    return meta
+
+
+def save_model(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the stream (CA) or the backbone (GAP) to ``path`` atomically, with metadata."""
+    state = model.stream_state_dict() if isinstance(model, CAStream) else model.state_dict()
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    meta = {"ca_core": json.dumps({**describe(model), **(extra or {})})}
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(state, tmp, metadata=meta))
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and metadata of a checkpoint written by :func:`save_model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get("ca_core", "{}"))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a ca_core checkpoint (metadata format {meta.get('format')!r})")
+    return state, meta
+
+
+def load_model(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint into ``model`` after checking that it fits; return its metadata."""
+    state, meta = read_checkpoint(path)
+    mine = describe(model)
+    keys = ("pooling", "taps", "widths", "heads", "num_classes") if meta["pooling"] == "ca" else ("pooling",)
+    wrong = {k: (meta.get(k), mine.get(k)) for k in keys if meta.get(k) != mine.get(k)}
+    if wrong:
+        details = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in wrong.items())
+        raise ValueError(f"checkpoint {path} ({meta['architecture']}) does not fit this model: {details}")
+    target = model.stream if isinstance(model, CAStream) else model
+    try:
+        target.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {path} does not fit this model: {err}") from err
+    return meta

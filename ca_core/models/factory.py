@@ -1,0 +1,104 @@
+"""``build_model``: a timm backbone with GAP (the baseline) or with the CA-Stream."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import timm
+import torch
+from torch import nn
+
+from .ca_stream import CAStream
+from .families import FAMILIES, family_of
+
+POOLINGS = ("gap", "ca")
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local ``.pth``/``.safetensors`` state dict into ``model`` with strict key checking."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file not found: {path}")
+    try:
+        state = timm.models.load_state_dict(str(path), weights_only=True)
+    except Exception as err:  # corrupt or foreign file: name it
+        raise ValueError(f"cannot read weights from {path}: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"weights in {path} do not fit {type(model).__name__}: {err}") from err
+
+
+def create_backbone(
+    backbone: str, num_classes: int = 1000, pretrained: bool | str | Path = False, **kwargs
+) -> nn.Module:
+    """A timm model; ``pretrained`` is ``True`` (timm's published weights) or a local file."""
+    from_hub = pretrained is True
+    try:
+        model = timm.create_model(backbone, pretrained=from_hub, num_classes=num_classes, **kwargs)
+    except RuntimeError as err:
+        if "Unknown model" in str(err):
+            raise ValueError(f"unknown timm model {backbone!r} (see timm.list_models())") from err
+        raise
+    if pretrained and not from_hub:
+        load_backbone_weights(model, pretrained)
+    return model
+
+
+def build_model(
+    backbone: str | nn.Module,
+    pooling: str = "ca",
+    num_classes: int = 1000,
+    pretrained: bool | str | Path = False,
+    heads: int = 1,
+    taps: Sequence[str] | None = None,
+    **timm_kwargs,
+) -> nn.Module:
+    """Build the GAP baseline or the CA-Stream model on a timm backbone.
+
+    Args:
+        backbone: a timm model name (``"resnet50"``, ``"convnext_base"``, ...) or a timm model.
+        pooling: ``"gap"`` returns the timm model as is; ``"ca"`` wraps it in :class:`CAStream`.
+        num_classes: classifier width (ignored when ``backbone`` is already a model).
+        pretrained: ``False``, ``True`` (timm's published weights) or a local weights file.
+        heads: attention heads of every CA block (the paper uses 1).
+        taps: module names the stream attends to; defaults to the family's paper placement.
+        **timm_kwargs: passed to ``timm.create_model`` (custom widths, depths, stem, ...).
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    model = backbone if isinstance(backbone, nn.Module) else create_backbone(
+        backbone, num_classes, pretrained, **timm_kwargs
+    )
+    if pooling == "gap":
+        return model
+    if taps is None:
+        family = family_of(model)
+        if family is None:
+            raise ValueError(
+                f"no default CA-Stream tap points for {type(model).__name__}; supported families: "
+                f"{', '.join(FAMILIES)}. For another timm CNN pass taps=[module names], e.g. "
+                "taps=['stages.0', 'stages.1', 'stages.2', 'stages.3'] (see model.named_modules())"
+            )
+        taps = family.taps
+    return CAStream(model, taps, heads=heads)
+
+
+def is_ca_model(model: nn.Module) -> bool:
+    """True for a CA-Stream model (raw attention available), False for a GAP baseline."""
+    return isinstance(model, CAStream)
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The timm backbone of a GAP or CA model."""
+    return model.backbone if isinstance(model, CAStream) else model
+
+
+def count_trainable(model: nn.Module) -> int:
+    """Number of parameters with ``requires_grad``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,69 @@
+"""Backbone families: where the CA-Stream taps a timm backbone, and where CAMs look.
+
+A family is recognised from the timm model class. Adding one is a new :class:`Family` entry in
+:data:`FAMILIES`; any other timm CNN works when the caller names its tap modules.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from timm.models.convnext import ConvNeXt
+from timm.models.resnet import ResNet
+
+
+def nhwc_to_nchw(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last activations (B, H, W, C) of a pointwise Linear to (B, C, H, W)."""
+    return x.permute(0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Tap points of the stream and the paper's CAM target layer for one backbone family."""
+
+    name: str
+    model_class: type
+    taps: tuple[str, ...]
+    cam_layer: str
+    cam_reshape: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+FAMILIES: dict[str, Family] = {
+    # Stem after max-pool, then the output of every stage (paper.md §1.4).
+    "resnet": Family("resnet", ResNet, ("maxpool", "layer1", "layer2", "layer3", "layer4"), "layer4.-1"),
+    # Stem, input of stage 2 and 3 (after their downsample), output of stage 4 (paper.md §1.5).
+    # CAMs: second pointwise Linear of the last block, channels-last, before layer-scale (§3).
+    "convnext": Family(
+        "convnext",
+        ConvNeXt,
+        ("stem", "stages.1.downsample", "stages.2.downsample", "stages.3"),
+        "stages.3.blocks.-1.mlp.fc2",
+        nhwc_to_nchw,
+    ),
+}
+
+
+def family_of(backbone: nn.Module) -> Family | None:
+    """The :class:`Family` of a timm backbone, or ``None`` when it is not a known family."""
+    for family in FAMILIES.values():
+        if isinstance(backbone, family.model_class):
+            return family
+    return None
+
+
+def get_submodule(model: nn.Module, path: str) -> nn.Module:
+    """Resolve a dotted module path in which integers may be negative (``"layer4.-1"``)."""
+    module = model
+    for part in path.split("."):
+        try:
+            if part.lstrip("-").isdigit():
+                module = module[int(part)]  # type: ignore[index]
+            else:
+                module = getattr(module, part)
+        except (AttributeError, IndexError, TypeError) as err:
+            raise ValueError(f"module path {path!r}: no submodule {part!r} in {type(module).__name__}") from err
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module path {path!r} names a {type(module).__name__}, not a module")
+    return module

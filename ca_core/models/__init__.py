@@ -2,11 +2,12 @@
 from .ca_stream import CAStream
 from .checkpoint import atomic_write, load_model, read_checkpoint, save_model
 from .factory import backbone_of, build_model, count_trainable, default_device, is_ca_model
+from .gap import GAPModel
 from .families import FAMILIES, Family, family_of, get_submodule
 from .layers import ClassTokenStream, CrossAttention
 
 __all__ = [
-    "CAStream", "ClassTokenStream", "CrossAttention", "FAMILIES", "Family", "atomic_write",
+    "CAStream", "ClassTokenStream", "CrossAttention", "FAMILIES", "Family", "GAPModel", "atomic_write",
     "backbone_of", "build_model", "count_trainable", "default_device", "family_of",
     "get_submodule", "is_ca_model", "load_model", "read_checkpoint", "save_model",
 ]

@@ -2,7 +2,8 @@
 
 A CA-Stream checkpoint holds only the stream (class token and CA blocks: a few MB for
 ResNet-50) plus what is needed to check that it fits a backbone; a GAP checkpoint holds the
-whole backbone (used for the from-scratch backbones of the embedded experiment).
+backbone's plain timm state dict (the from-scratch backbones of the embedded experiment), so it
+can also be given to ``build_model(..., pretrained=path)``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .ca_stream import CAStream
+from .factory import backbone_of
 
 FORMAT = "ca_core/1"
 
@@ -38,7 +40,7 @@ def atomic_write(path: str | Path, write) -> None:
 
 def architecture_of(model: nn.Module) -> str:
     """The timm architecture name of a GAP model or of a CA model's backbone."""
-    backbone = model.backbone if isinstance(model, CAStream) else model
+    backbone = backbone_of(model)
     cfg = getattr(backbone, "pretrained_cfg", None) or {}
     return str(cfg.get("architecture", type(backbone).__name__))
 
@@ -55,13 +57,13 @@ def describe(model: nn.Module) -> dict[str, Any]:
         meta.update(pooling="ca", taps=list(model.taps), widths=list(model.widths), heads=model.heads,
                     num_features=model.backbone.num_features, num_classes=model.backbone.num_classes)
     else:
-        meta.update(pooling="gap", num_classes=getattr(model, "num_classes", None))
+        meta.update(pooling="gap", num_classes=getattr(backbone_of(model), "num_classes", None))
     return meta
 
 
 def save_model(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Write the stream (CA) or the backbone (GAP) to ``path`` atomically, with metadata."""
-    state = model.stream_state_dict() if isinstance(model, CAStream) else model.state_dict()
+    state = model.stream_state_dict() if isinstance(model, CAStream) else backbone_of(model).state_dict()
     state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     meta = {"ca_core": json.dumps({**describe(model), **(extra or {})})}
     atomic_write(path, lambda tmp: safetensors.torch.save_file(state, tmp, metadata=meta))
@@ -92,7 +94,7 @@ def load_model(model: nn.Module, path: str | Path) -> dict[str, Any]:
     if wrong:
         details = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in wrong.items())
         raise ValueError(f"checkpoint {path} ({meta['architecture']}) does not fit this model: {details}")
-    target = model.stream if isinstance(model, CAStream) else model
+    target = model.stream if isinstance(model, CAStream) else backbone_of(model)
     try:
         target.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .ca_stream import CAStream
+from .gap import GAPModel
 from .families import FAMILIES, family_of
 
 POOLINGS = ("gap", "ca")
@@ -57,8 +58,10 @@ def build_model(
     """Build the GAP baseline or the CA-Stream model on a timm backbone.
 
     Args:
-        backbone: a timm model name (``"resnet50"``, ``"convnext_base"``, ...) or a timm model.
-        pooling: ``"gap"`` returns the timm model as is; ``"ca"`` wraps it in :class:`CAStream`.
+        backbone: a timm model name (``"resnet50"``, ``"convnext_base"``, ...), a timm model, or a
+            GAP/CA model whose backbone is reused (a CA wrapper then freezes it).
+        pooling: ``"gap"`` keeps the backbone's own pooling (:class:`GAPModel`); ``"ca"`` replaces
+            it with the stream (:class:`CAStream`).
         num_classes: classifier width (ignored when ``backbone`` is already a model).
         pretrained: ``False``, ``True`` (timm's published weights) or a local weights file.
         heads: attention heads of every CA block (the paper uses 1).
@@ -67,11 +70,13 @@ def build_model(
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if isinstance(backbone, (GAPModel, CAStream)):
+        backbone = backbone.backbone
     model = backbone if isinstance(backbone, nn.Module) else create_backbone(
         backbone, num_classes, pretrained, **timm_kwargs
     )
     if pooling == "gap":
-        return model
+        return GAPModel(model)
     if taps is None:
         family = family_of(model)
         if family is None:
@@ -90,8 +95,8 @@ def is_ca_model(model: nn.Module) -> bool:
 
 
 def backbone_of(model: nn.Module) -> nn.Module:
-    """The timm backbone of a GAP or CA model."""
-    return model.backbone if isinstance(model, CAStream) else model
+    """The timm backbone of a GAP or CA model (a bare timm model is returned as is)."""
+    return model.backbone if isinstance(model, (CAStream, GAPModel)) else model
 
 
 def count_trainable(model: nn.Module) -> int:

@@ -65,7 +65,10 @@ class CAStream(nn.Module):
             self.backbone.forward_features(x)
         self.backbone.train(was_training)
         if len(feats) != len(self.taps):
-            raise ValueError(f"tap modules {self.taps} fired {len(feats)} times for one forward; each must run once")
+            raise ValueError(
+                f"tap modules {self.taps} produced {len(feats)} outputs in one backbone.forward_features; "
+                "each tap must run exactly once there (the classifier head is not part of it)"
+            )
         for name, f in zip(self.taps, feats):
             if f.ndim != 4:
                 raise ValueError(f"tap {name!r} outputs shape {tuple(f.shape)}; CA-Stream needs (B, C, H, W) maps")

@@ -1,0 +1,157 @@
+"""``evaluate_maps``: every metric of the paper for a batch of images and saliency maps.
+
+One clean forward pass gives Y (and the predictions when no targets are given); it is shared by
+AD/AG/AI and by the two clean points of the Insertion/Deletion curves. All forward passes run
+under ``torch.inference_mode`` in chunks of ``batch_size`` with the model in eval mode.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import timm.data
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import backbone_of
+from .causal import causal_curves
+from .confidence import confidence_metrics, masked_probs
+from .localisation import energy_pointing_game, pointing_game
+from .protocols import Protocol, get_protocol
+from .scoring import chunks, class_scores
+
+MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may stray from rounding
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (BatchNorm running statistics), restoring its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None,
+                  channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (each (C,)) given, or else from the backbone's timm data config."""
+    if mean is None or std is None:
+        config = timm.data.resolve_data_config(model=backbone_of(model))
+        mean = config["mean"] if mean is None else mean
+        std = config["std"] if std is None else std
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device).flatten()
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=device).flatten()
+    if mean_t.numel() != channels or std_t.numel() != channels:
+        raise ValueError(f"mean {list(mean)} and std {list(std)} need one value per image channel ({channels})")
+    if not (std_t > 0).all():
+        raise ValueError(f"std must be positive, got {list(std)}")
+    return mean_t, std_t
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B,h,w) maps resized to ``size`` bilinearly (align_corners=False), as in the paper's code."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Images must be a (B,C,H,W) floating tensor."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor (B, C, H, W), got {shape}")
+
+
+def check_maps(maps: torch.Tensor, n_images: int) -> torch.Tensor:
+    """Maps must be (B,h,w), finite and within [0,1]; returned clamped to [0,1] (rounding only)."""
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 3 or len(maps) != n_images:
+        shape = tuple(maps.shape) if isinstance(maps, torch.Tensor) else type(maps).__name__
+        raise ValueError(f"maps must be a tensor (B, h, w) with B = {n_images} images, got {shape}")
+    bad = ~torch.isfinite(maps).flatten(1).all(dim=1)
+    if bad.any():
+        raise ValueError(f"maps contain NaN or inf (images {bad.nonzero()[:, 0].tolist()[:10]})")
+    outside = ((maps < -MAP_TOLERANCE) | (maps > 1 + MAP_TOLERANCE)).flatten(1).any(dim=1)
+    if outside.any():
+        raise ValueError(f"maps must lie in [0, 1] (min-max normalise them); images {outside.nonzero()[:, 0].tolist()[:10]} "
+                         f"range over [{maps.min().item():.4g}, {maps.max().item():.4g}]")
+    return maps.float().clamp(0, 1)
+
+
+def check_targets(targets: torch.Tensor | Sequence[int], n_images: int, n_classes: int,
+                  device: torch.device) -> torch.Tensor:
+    """Targets must be (B,) integer class indices in [0, n_classes)."""
+    targets = torch.as_tensor(targets, device=device)
+    if targets.shape != (n_images,) or targets.is_floating_point() or targets.dtype == torch.bool:
+        raise ValueError(f"targets must be {n_images} integer class indices, got {targets.dtype} of shape {tuple(targets.shape)}")
+    bad = (targets < 0) | (targets >= n_classes)
+    if bad.any():
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"targets must be class indices in [0, {n_classes}); got {int(targets[i])} at image {i}")
+    return targets.long()
+
+
+def check_masks(masks: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Masks must be (B,H,W) bool (or 0/1) at the images' size."""
+    if not isinstance(masks, torch.Tensor) or tuple(masks.shape) != shape:
+        got = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise ValueError(f"masks must be a bool tensor {shape} (one (H, W) mask per image), got {got}")
+    if masks.dtype != torch.bool and not ((masks == 0) | (masks == 1)).all():
+        raise ValueError(f"masks must be bool or 0/1, got {masks.dtype} with other values")
+    return masks.bool()
+
+
+def evaluate_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor | Sequence[int] | None,
+    *,
+    protocol: str | Protocol = "paper",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    batch_size: int = 64,
+    masks: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-image AD, AG, AI, Insertion, Deletion (and localisation) of saliency maps.
+
+    Args:
+        model: a classifier returning logits (GAP or CA-Stream model); run in eval mode.
+        images: (B,C,H,W) normalised images, on the model's device.
+        maps: (B,h,w) saliency maps in [0,1] at any resolution (upsampled bilinearly inside).
+        targets: (B,) class indices (the labels: the paper's default); ``None`` uses the
+            classes predicted on the clean images.
+        protocol: ``"paper"``, ``"rise"`` or a :class:`Protocol`.
+        mean, std: the images' normalisation; default: the backbone's timm data config.
+        batch_size: images per forward pass, also for perturbed images (bounds the memory).
+        masks: optional (B,H,W) bool ground-truth masks at the image size, for localisation.
+
+    Returns:
+        ``"ad"``, ``"ag"``, ``"ai"`` (fractions; ai is 0/1), ``"insertion"``, ``"deletion"``
+        (normalised AUCs), each (B,); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
+        with masks also ``"pointing"`` (0/1) and ``"energy"`` (fraction), each (B,).
+    """
+    protocol = get_protocol(protocol)
+    check_images(images)
+    if not (isinstance(batch_size, int) and batch_size > 0):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n_images, channels, height, width = images.shape
+    maps = upsample(check_maps(maps.to(images.device), n_images), (height, width)).to(images.dtype)
+    if masks is not None:
+        masks = check_masks(masks.to(images.device), (n_images, height, width))
+    mean_t, std_t = normalisation(model, mean, std, channels, images.device)
+    with eval_mode(model), torch.inference_mode():
+        clean_logits = torch.cat([model(images[s]) for s in chunks(n_images, batch_size)])
+        targets = (clean_logits.argmax(dim=1) if targets is None
+                   else check_targets(targets, n_images, clean_logits.shape[1], images.device))
+        clean = class_scores(clean_logits, targets)
+        masked = masked_probs(model, images, maps, targets, masking=protocol.masking,
+                              mean=mean_t, std=std_t, batch_size=batch_size)
+        results = confidence_metrics(clean, masked)
+        results.update(causal_curves(model, images, maps, targets, protocol=protocol,
+                                     batch_size=batch_size, clean_logits=clean_logits))
+        if masks is not None:
+            results.update(pointing=pointing_game(maps, masks), energy=energy_pointing_game(maps, masks))
+    return {name: value.clone() for name, value in results.items()}  # plain tensors, usable outside inference mode

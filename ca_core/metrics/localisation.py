@@ -1,0 +1,33 @@
+"""Localisation against ground-truth masks (or boxes drawn as masks).
+
+* Pointing game (Zhang et al., ECCV 2016): a hit when the map's maximum falls inside the mask
+  (first maximum in row-major order when several pixels share it; no tolerance margin).
+* Energy-based pointing game (Score-CAM, Wang et al., CVPR-W 2020): the share of the map's total
+  mass that falls inside the mask (0 for an all-zero map).
+
+Maps and masks must have the same (B,H,W) shape: upsample the maps to the mask size first.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _check_same_shape(maps: torch.Tensor, masks: torch.Tensor) -> None:
+    if maps.shape != masks.shape or maps.ndim != 3:
+        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} must both be (B, H, W) "
+                         "of the same shape; upsample the maps to the mask size first")
+
+
+def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per image 1.0 when the map's maximum lies inside the (B,H,W) bool mask, else 0.0."""
+    _check_same_shape(maps, masks)
+    peak = maps.flatten(1).argmax(dim=1, keepdim=True)
+    return masks.flatten(1).gather(1, peak)[:, 0].to(maps.dtype)
+
+
+def energy_pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per image the share of the (non-negative) map's mass inside the (B,H,W) bool mask."""
+    _check_same_shape(maps, masks)
+    inside = (maps * masks).flatten(1).sum(dim=1)
+    total = maps.flatten(1).sum(dim=1)
+    return inside / total.clamp(min=torch.finfo(maps.dtype).tiny)

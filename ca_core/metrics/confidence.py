@@ -25,8 +25,9 @@ def mask_images(
     maps = maps[:, None]
     if masking == "normalised":
         return images * maps
-    mean, std = mean[:, None, None], std[:, None, None]
-    return ((images * std + mean) * maps - mean) / std
+    # normalise(denormalise(x) * S) rewritten as x * S + (S - 1) * mean / std: the same value,
+    # but exact where S = 1, so an all-ones map gives back the clean image bit for bit.
+    return images * maps + (maps - 1) * (mean / std)[:, None, None]
 
 
 def masked_probs(

@@ -1,0 +1,320 @@
+"""Run profiles: load the top-level ``_config.yml`` and validate it against the section dataclasses.
+
+A profile (``smoke``, ``default``, ``imagenet``) has one section per part of the pipeline, and each
+section maps 1:1 onto a dataclass owned by the module that uses it: ``data`` onto
+:class:`ca_core.data.ShapesConfig` (``kind: shapes``) or :class:`FolderData` (``kind: folders``),
+``train`` onto :class:`ca_core.train.TrainConfig`, ``eval`` onto
+:class:`ca_core.evaluation.EvalConfig`; ``models`` lists the timm backbones.
+
+Validation is generic over those dataclasses (their field names and type hints are the schema), so
+a new field needs no change here. Every error names the key path, e.g.
+``profiles.default.train.epochs: expected int, got 'ten'``: a typo is never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+CONFIG_FILE = Path("_config.yml")
+
+
+class ConfigError(ValueError):
+    """A configuration value that is unknown, of the wrong type, out of range or points nowhere."""
+
+
+@dataclass
+class FolderData:
+    """Real images: an ImageNet-style training folder tree and a validation list (``path,label`` CSV).
+
+    The paper evaluates on the 50,000 ILSVRC-2012 validation images listed in ``val_list``
+    (paths relative to ``val_root``) at 224 px.
+    """
+
+    train_root: Path
+    val_root: Path
+    val_list: Path
+    num_classes: int = 1000
+    image_size: int = 224
+    resize: int = 256
+    eval_images: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_classes", "image_size", "resize"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.resize < self.image_size:
+            raise ValueError(f"resize: must be >= image_size ({self.image_size}), got {self.resize}")
+
+    def paths(self) -> dict[str, Path]:
+        """The data paths this spec needs, by key name."""
+        return {"train_root": self.train_root, "val_root": self.val_root, "val_list": self.val_list}
+
+
+def data_kinds() -> dict[str, type]:
+    """``kind`` values of the ``data`` section and the dataclass each maps onto."""
+    from .data import ShapesConfig
+
+    return {"shapes": ShapesConfig, "folders": FolderData}
+
+
+@dataclass
+class Profile:
+    """One validated profile of ``_config.yml``."""
+
+    name: str
+    data: Any
+    models: list[str]
+    train: Any
+    eval: Any
+    description: str = ""
+    pretrained: bool = False
+    settings: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        """Where this profile's results land: ``runs/<profile>``."""
+        return Path("runs") / self.name
+
+    @property
+    def data_kind(self) -> str:
+        """``"shapes"`` or ``"folders"``."""
+        return next(k for k, cls in data_kinds().items() if isinstance(self.data, cls))
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic validation of plain values against type hints
+
+
+def _describe(hint: Any) -> str:
+    """A readable name for a type hint (``int``, ``list[str]``, ``'a' | 'b'``)."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(_describe(a) for a in typing.get_args(hint) if a is not Ellipsis)}]"
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+def _fail(path: str, hint: Any, value: Any) -> ConfigError:
+    return ConfigError(f"{path}: expected {_describe(hint)}, got {value!r}")
+
+
+def check_value(value: Any, hint: Any, path: str) -> Any:
+    """Return ``value`` converted to ``hint`` (lists to tuples, strings to paths, mappings to
+    dataclasses) or raise :class:`ConfigError` naming ``path``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path)
+    if origin is Literal:
+        if value not in args:
+            raise _fail(path, hint, value)
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check_value(value, option, path)
+            except ConfigError as err:
+                errors.append(err)
+        nested = len(errors) == 1 and not str(errors[0]).startswith(f"{path}: expected")
+        raise errors[0] if nested else _fail(path, hint, value)
+    if origin in (list, tuple, typing.Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise _fail(path, hint, value)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{path}: expected {len(args)} items, got {len(value)}")
+            items = [check_value(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            item = args[0] if args else Any
+            items = [check_value(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return list(items) if origin is list else tuple(items)
+    if origin in (dict, typing.Mapping):
+        if not isinstance(value, Mapping):
+            raise _fail(path, hint, value)
+        key_hint, value_hint = args or (Any, Any)
+        return {check_value(k, key_hint, path): check_value(v, value_hint, f"{path}.{k}") for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, hint, value)
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(path, hint, value)
+        return value
+    if hint is Path:
+        if not isinstance(value, str):
+            raise _fail(path, hint, value)
+        return Path(value)
+    if isinstance(hint, type):
+        if not isinstance(value, hint):
+            raise _fail(path, hint, value)
+        return value
+    raise TypeError(f"{path}: unsupported type hint {hint!r} in the config schema")
+
+
+def _unknown_key(path: str, key: Any, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{path}.{key}: unknown key{hint}; known keys: {', '.join(known)}")
+
+
+def from_dict(cls: type, data: Any, path: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking every key and value; errors name ``path``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise _unknown_key(path, key, list(fields))
+    missing = [
+        name for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{path}: missing required key(s) {', '.join(missing)}")
+    values = {k: check_value(v, hints[k], f"{path}.{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as err:  # the dataclass's own range checks (__post_init__)
+        message = str(err)
+        field_name = message.split(":", 1)[0]
+        where = f"{path}.{field_name}" if field_name in fields else path
+        detail = message.split(":", 1)[1].strip() if field_name in fields else message
+        raise ConfigError(f"{where}: {detail}") from err
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+
+PROFILE_KEYS = ("description", "data", "models", "pretrained", "train", "eval")
+
+
+def section_classes() -> dict[str, type]:
+    """The dataclass each of the ``train`` and ``eval`` sections maps onto."""
+    from .evaluation import EvalConfig
+    from .train import TrainConfig
+
+    return {"train": TrainConfig, "eval": EvalConfig}
+
+
+def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True) -> Profile:
+    """Validate one profile's settings (the mapping under ``profiles.<name>``)."""
+    path = f"profiles.{name}"
+    if not isinstance(settings, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {settings!r}")
+    for key in settings:
+        if key not in PROFILE_KEYS:
+            raise _unknown_key(path, key, list(PROFILE_KEYS))
+    missing = [k for k in ("data", "models", "train", "eval") if k not in settings]
+    if missing:
+        raise ConfigError(f"{path}: missing section(s) {', '.join(missing)}")
+    data_settings = dict(settings["data"]) if isinstance(settings["data"], Mapping) else settings["data"]
+    if not isinstance(data_settings, dict):
+        raise ConfigError(f"{path}.data: expected a mapping, got {data_settings!r}")
+    kinds = data_kinds()
+    kind = data_settings.pop("kind", "shapes")
+    if kind not in kinds:
+        raise ConfigError(f"{path}.data.kind: expected one of {', '.join(map(repr, kinds))}, got {kind!r}")
+    models = check_value(settings["models"], list[str], f"{path}.models")
+    if not models:
+        raise ConfigError(f"{path}.models: list at least one timm backbone")
+    _check_backbones(models, f"{path}.models")
+    sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in section_classes().items()}
+    profile = Profile(
+        name=name,
+        data=from_dict(kinds[kind], data_settings, f"{path}.data"),
+        models=models,
+        description=check_value(settings.get("description", ""), str, f"{path}.description"),
+        pretrained=check_value(settings.get("pretrained", False), bool, f"{path}.pretrained"),
+        settings=dict(settings),
+        **sections,
+    )
+    if check_paths:
+        check_data_paths(profile)
+    return profile
+
+
+def _check_backbones(models: list[str], path: str) -> None:
+    """Every backbone must be a model timm knows (ca_core registers its small ones on import)."""
+    import timm
+
+    from . import models as _registers_minis  # noqa: F401  (timm registrations)
+
+    for i, name in enumerate(models):
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, timm.list_models(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}[{i}]: unknown timm model {name!r}{hint}")
+
+
+def check_data_paths(profile: Profile) -> None:
+    """Raise :class:`ConfigError` naming the key of a data path that does not exist."""
+    paths = profile.data.paths() if hasattr(profile.data, "paths") else {}
+    for key, value in paths.items():
+        if not Path(value).exists():
+            raise ConfigError(
+                f"profiles.{profile.name}.data.{key}: path {str(value)!r} does not exist "
+                f"(set it in {CONFIG_FILE} to where the data lives)"
+            )
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1's safe loader, also reading ``1e-4`` (no dot) as a float, as YAML 1.2 and people do."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_config(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
+    """The raw YAML mapping of a config file, with the top level checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict) or not isinstance(raw.get("profiles"), dict):
+        raise ConfigError(f"{path}: expected a top-level mapping 'profiles: {{name: settings}}'")
+    for key in raw:
+        if key != "profiles":
+            raise ConfigError(f"{key}: unknown top-level key in {path}; known keys: profiles")
+    return raw
+
+
+def load_profile(name: str, path: str | Path = CONFIG_FILE, check_paths: bool = True) -> Profile:
+    """Load and validate profile ``name`` from ``path`` (``check_paths``: data paths must exist)."""
+    profiles = read_config(path)["profiles"]
+    if name not in profiles:
+        raise ConfigError(f"profiles.{name}: no such profile in {path}; known: {', '.join(profiles)}")
+    return parse_profile(name, profiles[name], check_paths=check_paths)
+
+
+def from_parameters(name: str, settings: Mapping[str, Any] | None, path: str | Path = CONFIG_FILE) -> Profile:
+    """The profile of a notebook's parameters: ``settings`` injected by the pipeline, else read from ``path``."""
+    return parse_profile(name, settings) if settings is not None else load_profile(name, path)
+
+
+def load_all(path: str | Path = CONFIG_FILE, check_paths: bool = False) -> dict[str, Profile]:
+    """Every profile of ``path``, validated (by default without requiring the data to exist)."""
+    return {name: parse_profile(name, s, check_paths) for name, s in read_config(path)["profiles"].items()}

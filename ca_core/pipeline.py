@@ -1,0 +1,184 @@
+"""The reproduction runner: ``python -m ca_core.pipeline --profile NAME [--force] [--no-book]``.
+
+Executes the notebooks of ``notebooks/`` in order with papermill, injecting the profile's name
+and settings, into ``book/generated/`` (same names); results land in ``runs/<profile>/``. A step
+is skipped when its executed notebook is up to date: a stamp next to it holds the hash of the
+profile's settings, the notebook and the ``ca_core`` sources, chained with the previous step's
+hash, so a change anywhere upstream re-runs everything after it. Measured step times go to
+``runs/<profile>/timings.json``. Finally ``jupyter-book build book/``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import CONFIG_FILE, ConfigError, load_profile, read_config
+from .models import atomic_write
+
+STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_reproduction")
+NOTEBOOK_DIR = Path("notebooks")
+OUTPUT_DIR = Path("book/generated")
+BOOK_DIR = Path("book")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class PipelineError(RuntimeError):
+    """A step failed; the message names the notebook and the cell."""
+
+
+def digest(*parts: Any) -> str:
+    """SHA-256 of JSON-able values and of the bytes of any :class:`Path` among them."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(part.read_bytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of every ``.py`` file of the package (names and contents), i.e. of the code version."""
+    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
+    return digest(*[str(p.relative_to(package_dir)) for p in files], *files)
+
+
+def stamp_path(output: Path) -> Path:
+    """Where the up-to-date stamp of an executed notebook lives (next to it)."""
+    return output.parent / ".stamps" / f"{output.stem}.json"
+
+
+def is_up_to_date(output: Path, key: str) -> bool:
+    """True when ``output`` exists and was produced for exactly ``key``."""
+    stamp = stamp_path(output)
+    if not (output.is_file() and stamp.is_file()):
+        return False
+    try:
+        return json.loads(stamp.read_text()).get("key") == key
+    except json.JSONDecodeError:
+        return False
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def failure_message(notebook: Path, output: Path, err: Exception) -> str:
+    """Name the notebook, the failing cell (number and first line) and the error."""
+    cell = getattr(err, "cell_index", None)
+    source = (getattr(err, "source", "") or "").strip().splitlines()
+    first = source[0] if source else ""
+    error = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+    where = f"cell {cell} ({first!r})" if cell is not None else "before any cell ran"
+    return f"{notebook} failed in {where}: {error}\n  executed notebook with the traceback: {output}"
+
+
+def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path) -> None:
+    """Run one notebook with papermill; raise :class:`PipelineError` naming the failing cell."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(output), parameters=parameters, cwd=str(cwd),
+            progress_bar=sys.stderr.isatty(), kernel_name="python3",
+        )
+    except papermill.PapermillExecutionError as err:
+        raise PipelineError(failure_message(notebook, output, err)) from None
+
+
+class Timings:
+    """Measured seconds of each step of one profile, kept in ``runs/<profile>/timings.json``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.data.setdefault("steps", {})
+
+    def record(self, step: str, seconds: float, ran: bool) -> None:
+        """Store a step's time (a skipped step keeps the time of the run that produced it)."""
+        entry = self.data["steps"].get(step, {}) if not ran else {}
+        entry.update(
+            seconds=round(seconds, 2) if ran else entry.get("seconds"),
+            status="ran" if ran else "up to date (skipped)",
+            at=datetime.now(timezone.utc).isoformat(timespec="seconds") if ran else entry.get("at"),
+        )
+        self.data["steps"][step] = entry
+        write_json(self.path, self.data)
+
+
+def build_book(book_dir: Path = BOOK_DIR) -> float:
+    """Run ``jupyter-book build``; return its seconds or raise :class:`PipelineError` with its output."""
+    start = time.perf_counter()
+    jb = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jb), "build", str(book_dir)], capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise PipelineError(f"jupyter-book build {book_dir} failed (exit {result.returncode}):\n{tail}")
+    return time.perf_counter() - start
+
+
+def run(
+    profile: str, force: bool = False, book: bool = True, config: Path = CONFIG_FILE,
+    steps: tuple[str, ...] = STEPS, log=print,
+) -> dict[str, Any]:
+    """Run the pipeline for ``profile``; return the timings record.
+
+    ``config`` is the ``_config.yml`` path; its folder is the project root where the notebooks
+    run and results land. ``force`` re-runs every step.
+    """
+    root = Path(config).resolve().parent
+    load_profile(profile, config)  # validate everything (and the data paths) before any work
+    settings = read_config(config)["profiles"][profile]
+    timings = Timings(root / "runs" / profile / "timings.json")
+    key = digest(profile, settings, source_digest())
+    for i, step in enumerate(steps, 1):
+        notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
+        if not notebook.is_file():
+            raise PipelineError(f"notebook not found: {notebook}")
+        key = digest(key, step, notebook)
+        if not force and is_up_to_date(output, key):
+            log(f"[{i}/{len(steps)}] {step}: up to date, skipped")
+            timings.record(step, 0.0, ran=False)
+            continue
+        log(f"[{i}/{len(steps)}] {step}: running (profile {profile}) ...")
+        stamp_path(output).unlink(missing_ok=True)
+        start = time.perf_counter()
+        execute(notebook, output, {"profile": profile, "settings": settings}, root)
+        seconds = time.perf_counter() - start
+        write_json(stamp_path(output), {"key": key, "profile": profile})
+        timings.record(step, seconds, ran=True)
+        log(f"[{i}/{len(steps)}] {step}: done in {seconds:.1f} s -> {output.relative_to(root)}")
+    if book:
+        log(f"building the book: jupyter-book build {BOOK_DIR}/ ...")
+        timings.record("book", build_book(root / BOOK_DIR), ran=True)
+        log(f"book: {root / BOOK_DIR / '_build/html/index.html'} ({timings.data['steps']['book']['seconds']} s)")
+    return timings.data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ca_core.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="default", help="profile of _config.yml (smoke, default, imagenet)")
+    parser.add_argument("--config", type=Path, default=CONFIG_FILE, help="config file (default: _config.yml)")
+    parser.add_argument("--force", action="store_true", help="re-run every step even when up to date")
+    parser.add_argument("--no-book", dest="book", action="store_false", help="skip jupyter-book build")
+    args = parser.parse_args(argv)
+    try:
+        run(args.profile, force=args.force, book=args.book, config=args.config)
+    except (ConfigError, PipelineError) as err:
+        print(f"pipeline: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

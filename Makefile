@@ -1,13 +1,18 @@
 # One-command entry points. Both create (or reuse) the virtual environment in $(VENV).
 #   make book  - set up, run the default reproduction (profile $(PROFILE)), build the book
-#   make test  - set up, run the test suite
+#   make test  - set up, run the test suite (including a smoke book opened in headless Chromium)
+# The book serves its own widget JavaScript and MathJax (npm packages, `make assets`), and the
+# browser test drives Debian's chromium (`make browser`, as root on a fresh machine).
 SHELL := /bin/bash
 VENV ?= .venv
 PROFILE ?= default
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ca_core-installed
+NPM_STAMP := node_modules/.package-lock.json
+ASSETS := book/_assets/widgets/embed-amd.js
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: env book reproduce test browser clean
+.PHONY: env assets book reproduce test browser clean
 
 env: $(STAMP)
 
@@ -18,14 +23,28 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
-reproduce: env
+assets: $(ASSETS)
+
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make assets: npm not found; install Node.js 20+ with npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(ASSETS): $(NPM_STAMP) book/install_assets.sh book/widgets-config.js
+	bash book/install_assets.sh
+
+browser:
+	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# The pipeline executes the notebooks, then runs `jupyter-book build book/` (timed in runs/$(PROFILE)/).
+reproduce: env assets
 	$(PY) -m ca_core.pipeline --profile $(PROFILE)
 
 book: reproduce
 	@echo "book: built at book/_build/html/index.html"
 
-test: env
+test: env assets browser
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf book/_build book/generated runs
+	rm -rf book/_build book/generated book/_assets/widgets runs

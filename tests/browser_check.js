@@ -4,9 +4,9 @@
 //
 // The book is served on a loopback port by a tiny static server; every request the pages make is
 // recorded and any that would leave the machine is aborted. For each page the JSON report on
-// stdout lists its tables (header texts), whether MathJax typeset its math, the widgets that were
-// rendered, and for each explorer Dropdown whether choosing another option changed the visible
-// image. tests/test_book.py makes the assertions.
+// stdout lists its tables (header texts, body rows), whether MathJax typeset its math, the
+// widgets that were rendered, and for each explorer Dropdown whether choosing another option
+// changed the visible image. tests/test_book.py makes the assertions.
 "use strict";
 
 const fs = require("fs");
@@ -77,8 +77,10 @@ async function inspect(page, url, shot) {
   }
   const report = {
     title: await page.title(),
-    tables: await page.$$eval("table", (ts) => ts.map((t) =>
-      Array.from(t.querySelectorAll("th")).map((th) => th.textContent.trim()))),
+    tables: await page.$$eval("table", (ts) => ts.map((t) => ({
+      headers: Array.from(t.querySelectorAll("th")).map((th) => th.textContent.trim()),
+      rows: t.querySelectorAll("tbody tr").length,
+    }))),
     math: await page.$$eval("mjx-container", (m) => m.length),
     rawMath: await page.$$eval(".math", (m) => m.length),
     hasWidgetState,
@@ -96,10 +98,10 @@ async function main() {
   const base = `http://127.0.0.1:${server.address().port}/`;
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const requests = { local: 0, external: [] };
+  const requests = { local: [], external: [] };
   await context.route("**/*", (route) => {
     const url = route.request().url();
-    if (isLocal(url)) { requests.local += 1; return route.continue(); }
+    if (isLocal(url)) { requests.local.push(url); return route.continue(); }
     requests.external.push(url);
     return route.abort();
   });

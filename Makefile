@@ -27,7 +27,7 @@ assets: $(ASSETS)
 
 $(NPM_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "make assets: npm not found; install Node.js 20+ with npm" >&2; exit 1; }
-	npm ci --no-audit --no-fund
+	npm ci --no-audit --no-fund --ignore-scripts
 	@touch $@
 
 $(ASSETS): $(NPM_STAMP) book/install_assets.sh book/widgets-config.js

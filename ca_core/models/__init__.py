@@ -5,6 +5,7 @@ from .factory import backbone_of, build_model, count_trainable, default_device, 
 from .gap import GAPModel
 from .families import FAMILIES, Family, family_of, get_submodule
 from .layers import ClassTokenStream, CrossAttention
+from . import mini  # noqa: F401  (registers resnet_mini and convnext_mini in timm)
 
 __all__ = [
     "CAStream", "ClassTokenStream", "CrossAttention", "FAMILIES", "Family", "GAPModel", "atomic_write",

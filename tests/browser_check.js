@@ -89,6 +89,7 @@ async function inspect(page, url, shot) {
   };
   await page.screenshot({ path: shot, fullPage: true });
   report.dropdowns = await exploreDropdowns(page);
+  if (report.dropdowns.length) await page.screenshot({ path: shot.replace(/\.png$/, "-explored.png"), fullPage: true });
   return report;
 }
 

@@ -5,9 +5,11 @@ increasing pixel index (row-major). Point ``k`` of a curve has the ``k * step`` 
 changed: deletion replaces them by the deletion substrate, insertion starts from the insertion
 substrate and puts them back. The score is read at every point, from no pixel changed to all.
 
-Every perturbed image is a ``torch.where`` between the image and its substrate, selected by
-comparing the pixel ranks with the step's threshold, so perturbed images are built on the device
-for a whole chunk of (image, curve, point) jobs at once; only ``batch_size`` of them exist at a time.
+The (image, curve, point) jobs are run in chunks of ``batch_size``. Within a chunk, the jobs of
+one image and curve are written by a single ``torch.where`` into a reused input buffer: the pixel
+ranks compared with every point's threshold select, per pixel, the image or its substrate. So
+perturbed images are built on the device with no loop over pixels or steps, and only
+``batch_size`` of them exist at a time.
 The two points equal to the clean image (last of insertion, first of deletion) reuse the clean
 forward pass instead of running it again.
 """
@@ -70,34 +72,32 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
     return torch.trapezoid(curves, dx=1.0 / (curves.shape[-1] - 1), dim=-1)
 
 
-def _substrates(protocol: Protocol, images: torch.Tensor, inverse: torch.Tensor,
-                kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Insertion and deletion substrates for a chunk's jobs, from its distinct ``images``.
-
-    Blurred copies are computed once per distinct image and gathered by ``inverse``; the zero
-    substrate is a broadcastable scalar.
-    """
-    kinds = (protocol.insertion_substrate, protocol.deletion_substrate)
-    choices = {"zeros": images.new_zeros(())}
-    if "blur" in kinds:
-        choices["blur"] = blur(images, kernel)[inverse]
-    return choices[kinds[0]], choices[kinds[1]]
+def _substrate(kind: str, image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The substrate of one (C,H,W) image: its blurred copy, or a broadcastable zero."""
+    return blur(image[None], kernel)[0] if kind == "blur" else image.new_zeros(())
 
 
-def _jobs(n_images: int, n_points: int, skip_clean: bool, device: torch.device) -> tuple[torch.Tensor, ...]:
+def _jobs(n_images: int, n_points: int, skip_clean: bool) -> tuple[torch.Tensor, ...]:
     """(image, curve, point) of every perturbed forward pass, image-major; curve indexes ``CURVES``.
 
     With ``skip_clean`` the two points that show the clean image (the last of insertion, the
-    first of deletion) are left out.
+    first of deletion) are left out. Built on the CPU: only the chunk layout depends on it.
     """
     image, curve, point = (g.flatten() for g in torch.meshgrid(
-        torch.arange(n_images, device=device), torch.arange(len(CURVES), device=device),
-        torch.arange(n_points, device=device), indexing="ij",
+        torch.arange(n_images), torch.arange(len(CURVES)), torch.arange(n_points), indexing="ij",
     ))
     if skip_clean:
         clean = torch.where(curve == CURVES.index("insertion"), point == n_points - 1, point == 0)
         image, curve, point = image[~clean], curve[~clean], point[~clean]
     return image, curve, point
+
+
+def _segments(image: torch.Tensor, curve: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """Runs of consecutive jobs on the same (image, curve): ``(start, stop, image, curve)``."""
+    keys, counts = torch.unique_consecutive(image * len(CURVES) + curve, return_counts=True)
+    stops = counts.cumsum(0)
+    return [(stop - count, stop, key // len(CURVES), key % len(CURVES))
+            for key, count, stop in zip(keys.tolist(), counts.tolist(), stops.tolist())]
 
 
 def causal_curves(
@@ -118,16 +118,23 @@ def causal_curves(
     n_images, _, height, width = images.shape
     n_points, step = protocol.n_points(height, width), protocol.pixels_per_step(width)
     kernel = blur_kernel(protocol.blur_size, protocol.blur_sigma, dtype=images.dtype, device=images.device)
-    image, curve, point = _jobs(n_images, n_points, clean_logits is not None, images.device)
+    substrates = (protocol.insertion_substrate, protocol.deletion_substrate)
+    jobs = _jobs(n_images, n_points, clean_logits is not None)
+    image, curve, point = (j.to(images.device) for j in jobs)
+    thresholds = point * step
     curves = images.new_empty(n_images, len(CURVES), n_points)
+    buffer = images.new_empty(min(batch_size, len(image)), *images.shape[1:])  # reused by every chunk
+    ranked = None  # (image index, its pixel ranks): jobs are image-major, so each image is ranked once
     for s in chunks(len(image), batch_size):
-        uniq, inverse = torch.unique(image[s], return_inverse=True)
-        originals, ranks = images[uniq][inverse], pixel_ranks(maps[uniq])[inverse]
-        insertion = (curve[s] == CURVES.index("insertion"))[:, None, None, None]
-        substrate = torch.where(insertion, *_substrates(protocol, images[uniq], inverse, kernel))
-        changed = (ranks < point[s, None, None] * step)[:, None]
-        perturbed = torch.where(changed != insertion, substrate, originals)
-        scores = class_scores(model(perturbed), targets[image[s]], protocol.score)
+        batch = buffer[: s.stop - s.start]
+        for start, stop, i, c in _segments(jobs[0][s], jobs[1][s]):
+            if ranked is None or ranked[0] != i:
+                ranked = (i, pixel_ranks(maps[i : i + 1]))
+            changed = (ranked[1] < thresholds[s][start:stop, None, None])[:, None]
+            substrate = _substrate(substrates[c], images[i], kernel)
+            shown, hidden = (images[i], substrate) if CURVES[c] == "insertion" else (substrate, images[i])
+            torch.where(changed, shown, hidden, out=batch[start:stop])
+        scores = class_scores(model(batch), targets[image[s]], protocol.score)
         curves[image[s], curve[s], point[s]] = scores.to(curves.dtype)
     if clean_logits is not None:
         clean = class_scores(clean_logits, targets, protocol.score).to(curves.dtype)

@@ -11,10 +11,10 @@ from typing import Iterator, Sequence
 
 import timm.data
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..models import backbone_of
+from ..saliency import upsample
 from .causal import causal_curves
 from .confidence import confidence_metrics, masked_probs
 from .localisation import energy_pointing_game, pointing_game
@@ -51,18 +51,12 @@ def normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence[
     return mean_t, std_t
 
 
-def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B,h,w) maps resized to ``size`` bilinearly (align_corners=False), as in the paper's code."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-
-
 def check_images(images: torch.Tensor) -> None:
-    """Images must be a (B,C,H,W) floating tensor."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+    """Images must be a non-empty (B,C,H,W) floating tensor."""
+    if (not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point()
+            or len(images) == 0):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a float tensor (B, C, H, W), got {shape}")
+        raise ValueError(f"images must be a float tensor (B, C, H, W) with B >= 1, got {shape}")
 
 
 def check_maps(maps: torch.Tensor, n_images: int) -> torch.Tensor:

@@ -1,0 +1,147 @@
+"""Benchmark of ca_core.metrics on this machine: seconds per image for AD/AG/AI and for
+Insertion+Deletion, next to the floor (the same number of plain forward passes at the best batch
+size) and next to a straightforward per-image, per-step loop (batch 1).
+
+    .venv/bin/python benchmarks/metrics.py            # resnet18, 224 px, paper protocol, ~1-2 min
+    .venv/bin/python benchmarks/metrics.py --size 112 --protocol rise
+
+Weights are random: the time of a forward pass does not depend on them. Each time is the best
+of ``--repeats`` runs (the machine is shared).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable
+
+import torch
+
+from ca_core import build_model
+from ca_core.metrics import PROTOCOLS, blur, blur_kernel, causal_curves, confidence_metrics, get_protocol
+from ca_core.metrics.confidence import mask_images, masked_probs
+from ca_core.metrics.evaluate import normalisation
+from ca_core.metrics.scoring import chunks, class_scores
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Shortest wall time of ``repeats`` calls, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def forward_floor(model, size: int, batch_sizes: list[int], repeats: int) -> tuple[int, float]:
+    """Best batch size and its seconds per plain forward pass of one image."""
+    per_image = {}
+    for b in batch_sizes:
+        x = torch.randn(b, 3, size, size)
+        model(x)  # warm-up
+        per_image[b] = best_time(lambda: model(x), repeats)[0] / b
+        print(f"  plain forward, batch {b:3d}: {per_image[b] * 1e3:7.1f} ms/image")
+    best = min(per_image, key=per_image.get)
+    return best, per_image[best]
+
+
+def naive_confidence(model, images, maps, targets, mean, std, masking: str) -> dict[str, torch.Tensor]:
+    """AD/AG/AI one image at a time (two batch-1 forwards per image)."""
+    clean, masked = [], []
+    for x, s, t in zip(images, maps, targets):
+        clean.append(class_scores(model(x[None]), t[None]))
+        masked.append(class_scores(model(mask_images(x[None], s[None], masking, mean, std)), t[None]))
+    return confidence_metrics(torch.cat(clean), torch.cat(masked))
+
+
+def naive_causal(model, images, maps, targets, protocol) -> torch.Tensor:
+    """Insertion and deletion curves one image, one curve and one step at a time (batch 1)."""
+    _, c, h, w = images.shape
+    step, n_points = protocol.pixels_per_step(w), protocol.n_points(h, w)
+    kernel = blur_kernel(protocol.blur_size, protocol.blur_sigma)
+    curves = torch.empty(len(images), 2, n_points)
+    for i, (x, s, t) in enumerate(zip(images, maps, targets)):
+        order = s.flatten().argsort(descending=True, stable=True)
+        blurred, zeros = blur(x[None], kernel)[0], torch.zeros_like(x)
+        substrate = {"blur": blurred, "zeros": zeros}
+        starts = (substrate[protocol.insertion_substrate], x)
+        sources = (x, substrate[protocol.deletion_substrate])
+        for curve, (start, source) in enumerate(zip(starts, sources)):
+            for k in range(n_points):
+                current = start.clone().view(c, -1)
+                changed = order[: k * step]
+                current[:, changed] = source.reshape(c, -1)[:, changed]
+                curves[i, curve, k] = class_scores(model(current.view(1, c, h, w)), t[None], protocol.score)[0]
+    return curves
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--protocol", default="paper", choices=list(PROTOCOLS))
+    parser.add_argument("--images", type=int, default=4, help="images for Insertion+Deletion")
+    parser.add_argument("--conf-images", type=int, default=64, help="images for AD/AG/AI")
+    parser.add_argument("--naive-images", type=int, default=2, help="images for the per-image loops")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    protocol = get_protocol(args.protocol)
+    model = build_model(args.model, pooling="gap", num_classes=1000).eval()
+    n_points = protocol.n_points(args.size, args.size)
+    print(f"{args.model} {args.size}px, protocol {protocol.name} ({n_points} points), "
+          f"{args.threads} threads, torch {torch.__version__}")
+
+    with torch.inference_mode():
+        batch, floor = forward_floor(model, args.size, args.batch_sizes, args.repeats)
+        print(f"  floor: {floor * 1e3:.1f} ms per forward at batch {batch}; metrics run with batch_size={batch}")
+        mean, std = normalisation(model, None, None, 3, torch.device("cpu"))
+
+        # AD/AG/AI: the clean forward + one masked forward per image.
+        n = args.conf_images
+        images, maps = torch.randn(n, 3, args.size, args.size), torch.rand(n, args.size, args.size)
+        targets = torch.randint(0, 1000, (n,))
+
+        def confidence():
+            clean = torch.cat([class_scores(model(images[s]), targets[s]) for s in chunks(n, batch)])
+            masked = masked_probs(model, images, maps, targets, masking=protocol.masking,
+                                  mean=mean, std=std, batch_size=batch)
+            return confidence_metrics(clean, masked)
+
+        t_conf, fast = best_time(confidence, args.repeats)
+        m = args.naive_images
+        t_naive, slow = best_time(lambda: naive_confidence(model, images[:m], maps[:m], targets[:m], mean, std,
+                                                           protocol.masking), 1)
+        agree = max((fast[k][:m] - slow[k]).abs().max().item() for k in ("ad", "ag"))
+        report("AD/AG/AI", t_conf / n, 2 * floor, t_naive / m, agree)
+
+        # Insertion + Deletion: every point except the two clean ones, whose scores come from the clean forward.
+        n = args.images
+        images, maps, targets = images[:n], maps[:n], targets[:n]
+
+        def causal():
+            clean_logits = torch.cat([model(images[s]) for s in chunks(n, batch)])
+            return causal_curves(model, images, maps, targets, protocol=protocol, batch_size=batch,
+                                 clean_logits=clean_logits)
+
+        t_causal, fast = best_time(causal, args.repeats)
+        t_naive, slow = best_time(lambda: naive_causal(model, images[:m], maps[:m], targets[:m], protocol), 1)
+        fast_curves = torch.stack([fast["insertion_curve"], fast["deletion_curve"]], dim=1)[:m]
+        forwards = 1 + 2 * (n_points - 1)
+        report(f"Insertion+Deletion ({forwards} forwards/image)", t_causal / n, forwards * floor,
+               t_naive / m, (fast_curves - slow).abs().max().item())
+
+
+def report(name: str, seconds: float, floor: float, naive: float, agreement: float) -> None:
+    """One line: seconds per image, the floor, the naive loop, and the largest difference between them."""
+    print(f"{name}: {seconds:.3f} s/image | floor {floor:.3f} s/image (x{seconds / floor:.2f}) | "
+          f"per-image per-step loop {naive:.3f} s/image (x{naive / seconds:.1f} slower) | "
+          f"max |batched - loop| = {agreement:.1e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -319,6 +319,7 @@ def test_forward_passes_are_chunked_shared_and_gradient_free(resnet):
 @pytest.mark.parametrize("maps,targets,masks,message", [
     (torch.rand(2, 4, 4), [0, 1, 2], None, r"maps must be a tensor \(B, h, w\) with B = 3"),
     (torch.rand(3, 1, 4, 4), [0, 1, 2], None, r"maps must be a tensor \(B, h, w\)"),
+    (np.ones((3, 4, 4)), [0, 1, 2], None, r"maps must be a tensor \(B, h, w\) with B = 3 images, got ndarray"),
     (torch.tensor(float("nan")).expand(3, 4, 4), [0, 1, 2], None, r"NaN or inf \(images \[0, 1, 2\]\)"),
     (torch.full((3, 4, 4), 2.0), [0, 1, 2], None, r"\[0, 1\]"),
     (torch.rand(3, 4, 4), [0, 5, 2], None, r"class indices in \[0, 5\); got 5 at image 1"),
@@ -339,6 +340,8 @@ def test_bad_normalisation_and_batch_size(resnet):
         evaluate_maps(resnet, images, maps, [0], mean=(0.5, 0.5), std=(0.5, 0.5))
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         evaluate_maps(resnet, images, maps, [0], batch_size=0)
+    with pytest.raises(ValueError, match=r"images must be a float tensor \(B, C, H, W\) with B >= 1"):
+        evaluate_maps(resnet, images[:0], maps[:0], [])
 
 
 # ---------------------------------------------------------------- localisation

@@ -132,9 +132,9 @@ def evaluate_maps(
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     n_images, channels, height, width = images.shape
-    maps = upsample(check_maps(maps.to(images.device), n_images), (height, width)).to(images.dtype)
+    maps = upsample(check_maps(maps, n_images).to(images.device), (height, width)).to(images.dtype)
     if masks is not None:
-        masks = check_masks(masks.to(images.device), (n_images, height, width))
+        masks = check_masks(masks, (n_images, height, width)).to(images.device)
     mean_t, std_t = normalisation(model, mean, std, channels, images.device)
     with eval_mode(model), torch.inference_mode():
         clean_logits = torch.cat([model(images[s]) for s in chunks(n_images, batch_size)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import attention, gradcam, gradcampp, scorecam  # noqa: F401  (register the methods)
+from . import gradcam, gradcampp, scorecam, attention  # noqa: F401,I001  (registers the methods, in this order)
 from .base import METHODS, CAMMethod, SaliencyMethod, Targets, register, upsample
 
 

@@ -298,6 +298,13 @@ def test_uniform_attention_becomes_zeros():
 
 
 # ----------------------------------------------------------------------------- batching, dtype, modes
+def test_layer_override_on_a_ca_tap_module(resnets, images):
+    """On a CA model "layer4" is also the stream's tap: the gradient must reach the stream through
+    it, giving the same map as its last block "layer4.-1" (the same tensor)."""
+    model = resnets["ca"]
+    torch.testing.assert_close(explain(model, images, "gradcam", layer="layer4"), explain(model, images, "gradcam"))
+
+
 def test_default_targets_are_predictions_and_batching_does_not_matter(resnets, images):
     model = resnets["ca"]
     predicted = model(images).argmax(1)

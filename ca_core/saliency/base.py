@@ -167,7 +167,9 @@ class CAMMethod(SaliencyMethod):
         self._output: torch.Tensor | None = None
 
     def __enter__(self) -> "CAMMethod":
-        self._handle = self.layer.register_forward_hook(self._hook)
+        # First in line, so that other hooks on the same module (a CA model's tap on "layer4")
+        # see the output this hook returns, the one that carries the gradient.
+        self._handle = self.layer.register_forward_hook(self._hook, prepend=True)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,7 +2,7 @@
 Insertion+Deletion, next to the floor (the same number of plain forward passes at the best batch
 size) and next to a straightforward per-image, per-step loop (batch 1).
 
-    .venv/bin/python benchmarks/metrics.py            # resnet18, 224 px, paper protocol, ~1-2 min
+    .venv/bin/python benchmarks/metrics.py            # resnet18, 160 px, paper protocol, ~1 min idle
     .venv/bin/python benchmarks/metrics.py --size 112 --protocol rise
 
 Weights are random: the time of a forward pass does not depend on them. Each time is the best
@@ -11,6 +11,7 @@ of ``--repeats`` runs (the machine is shared).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Callable
 
@@ -93,12 +94,12 @@ def naive_causal(model, images, maps, targets, protocol) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--protocol", default="paper", choices=list(PROTOCOLS))
     parser.add_argument("--images", type=int, default=4, help="images for Insertion+Deletion")
-    parser.add_argument("--conf-images", type=int, default=64, help="images for AD/AG/AI")
+    parser.add_argument("--conf-images", type=int, default=32, help="images for AD/AG/AI")
     parser.add_argument("--naive-images", type=int, default=2, help="images for the per-image loops")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
@@ -109,7 +110,7 @@ def main() -> None:
     model = build_model(args.model, pooling="gap", num_classes=1000).eval()
     n_points = protocol.n_points(args.size, args.size)
     print(f"{args.model} {args.size}px, protocol {protocol.name} ({n_points} points), "
-          f"{args.threads} threads, torch {torch.__version__}")
+          f"{args.threads} threads, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
 
     with torch.inference_mode():
         batch = best_batch_size(model, args.size, args.batch_sizes, args.repeats)

@@ -95,7 +95,9 @@ def main() -> None:
     per_image = forward_seconds_per_image(model, args.size, args.batch_sizes, images_per_size=2 * max(args.batch_sizes))
     best = min(per_image, key=per_image.get)
     with counting(model) as ours_count:
-        t_ours, ours_maps = seconds(lambda: explain(model, score_x, "scorecam", variant="pytorch_grad_cam", batch_size=best), 1)
+        t_ours, ours_maps = seconds(
+            lambda: explain(model, score_x, "scorecam", variant="pytorch_grad_cam", batch_size=best), 1
+        )
     with counting(model) as their_count:
         t_theirs, their_maps = seconds(lambda: theirs(ScoreCAM, model, layer, score_x, batch_size=best), 1)
     rows.append(("scorecam", len(score_x), t_ours, t_theirs, correlation(upsample(ours_maps, args.size), their_maps)))

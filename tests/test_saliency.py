@@ -12,7 +12,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from ca_core import build_model
-from ca_core.models import get_submodule
 from ca_core.saliency import METHODS, explain, upsample
 
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
@@ -285,7 +284,8 @@ def test_constant_or_negative_maps_become_zeros(method):
     assert maps.shape == (2, 4, 4) and torch.equal(maps, torch.zeros_like(maps))
     with torch.no_grad():  # all-negative class weights on positive features: ReLU leaves nothing
         model.fc.weight.fill_(-1.0)
-    assert torch.equal(explain(model, torch.rand(1, 3, 4, 4) + 1, "gradcam", targets=0, layer="features"), torch.zeros(1, 4, 4))
+    maps = explain(model, torch.rand(1, 3, 4, 4) + 1, "gradcam", targets=0, layer="features")
+    assert torch.equal(maps, torch.zeros(1, 4, 4))
 
 
 def test_uniform_attention_becomes_zeros():
@@ -335,7 +335,8 @@ def test_float64_model_matches_reference_and_bfloat16_runs():
     model = make("resnet18", "gap").double()
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     ours = explain(model, x, "gradcam", targets=[1, 2])
-    torch.testing.assert_close(ours, ref_gradcam(model, model.backbone.layer4[-1], x.double(), [1, 2]).float(), atol=1e-6, rtol=0)
+    ref = ref_gradcam(model, model.backbone.layer4[-1], x.double(), [1, 2]).float()
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
     bf16 = explain(make("resnet18", "ca").bfloat16(), x, "gradcam")
     assert bf16.dtype == torch.float32 and bf16.isfinite().all() and bf16.min() >= 0 and bf16.max() <= 1
 
@@ -356,7 +357,8 @@ def test_progress_bar(capsys, small_images, resnets):
 def test_upsample_bilinear_to_input_size():
     maps = torch.rand(2, 3, 4)
     up = upsample(maps, (6, 8))
-    torch.testing.assert_close(up, F.interpolate(maps[:, None], size=(6, 8), mode="bilinear", align_corners=False)[:, 0])
+    ref = F.interpolate(maps[:, None], size=(6, 8), mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(up, ref)
     assert upsample(maps, 12).shape == (2, 12, 12)
 
 
@@ -378,7 +380,8 @@ def test_hooks_released_after_exceptions(resnets, images, method):
 
 def test_clear_errors(resnets, images):
     gap, ca = resnets["gap"], resnets["ca"]
-    with pytest.raises(ValueError, match=r"unknown saliency method 'gradcam\+'; valid: gradcam, gradcampp, scorecam, attention"):
+    valid = "valid: gradcam, gradcampp, scorecam, attention"
+    with pytest.raises(ValueError, match=rf"unknown saliency method 'gradcam\+'; {valid}"):
         explain(gap, images, "gradcam+")
     assert set(METHODS) == {"gradcam", "gradcampp", "scorecam", "attention"}
     with pytest.raises(ValueError, match="CA-Stream model"):

@@ -75,7 +75,9 @@ def resolve_targets(targets: torch.Tensor | None, logits: torch.Tensor) -> torch
     return targets
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str | None, reshape: Reshape | None) -> tuple[nn.Module, Reshape | None]:
+def resolve_layer(
+    model: nn.Module, layer: nn.Module | str | None, reshape: Reshape | None
+) -> tuple[nn.Module, Reshape | None]:
     """The target module (the paper's default for the backbone family unless ``layer`` is given;
     a string is a dotted path in the backbone, e.g. ``"layer4.-1"``) and its reshape to NCHW.
 
@@ -138,10 +140,10 @@ class SaliencyMethod:
         self.model.eval()
         try:
             with self:
-                maps = [
-                    self.explain_batch(x[i:i + self.batch_size], None if targets is None else targets[i:i + self.batch_size])
-                    for i in range(0, len(x), self.batch_size)
-                ]
+                maps = []
+                for start in range(0, len(x), self.batch_size):
+                    chunk = slice(start, start + self.batch_size)
+                    maps.append(self.explain_batch(x[chunk], None if targets is None else targets[chunk]))
         finally:
             for module, mode in modes.items():
                 module.training = mode
@@ -214,7 +216,9 @@ class CAMMethod(SaliencyMethod):
             )
         return maps.float()
 
-    def activations_and_gradients(self, x: torch.Tensor, targets: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def activations_and_gradients(
+        self, x: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Channel maps A (B, K, h, w) and d(target logit)/dA for one chunk of images."""
         logits, leaf = self.forward(x, track_grad=True)
         targets = resolve_targets(targets, logits)

@@ -43,9 +43,9 @@ class ScoreCAM(CAMMethod):
         self.variant = variant
         self.paper = variant == "paper"
         config = resolve_data_config(model=backbone_of(model)) if mean is None or std is None else {}
-        device = next(model.parameters()).device
-        self.mean = torch.as_tensor(config["mean"] if mean is None else mean, dtype=torch.float32, device=device).view(-1, 1, 1)
-        self.std = torch.as_tensor(config["std"] if std is None else std, dtype=torch.float32, device=device).view(-1, 1, 1)
+        as_column = dict(dtype=torch.float32, device=next(model.parameters()).device)
+        self.mean = torch.as_tensor(config["mean"] if mean is None else mean, **as_column).view(-1, 1, 1)
+        self.std = torch.as_tensor(config["std"] if std is None else std, **as_column).view(-1, 1, 1)
 
     def explain_batch(self, x: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         logits, output = self.forward(x)
@@ -63,7 +63,8 @@ class ScoreCAM(CAMMethod):
         scores = self.score(self.model(blank).expand(b, -1), targets).repeat_interleave(k)
         flat = acts.flatten(2)
         jobs = (flat.amax(-1) > flat.amin(-1)).flatten().nonzero().squeeze(1)  # non-constant channels
-        for chunk in tqdm(jobs.split(self.batch_size), desc="Score-CAM", unit="batch", disable=not self.progress, leave=False):
+        batches = tqdm(jobs.split(self.batch_size), "Score-CAM", unit="batch", disable=not self.progress, leave=False)
+        for chunk in batches:
             image, channel = chunk // k, chunk % k
             masks = F.interpolate(acts[image, channel][:, None], size=x.shape[-2:], mode="bilinear",
                                   align_corners=not self.paper)

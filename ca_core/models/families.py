@@ -6,8 +6,6 @@ A family is recognised from the timm model class. Adding one is a new :class:`Fa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import nn
 from timm.models.convnext import ConvNeXt
@@ -27,20 +25,19 @@ class Family:
     model_class: type
     taps: tuple[str, ...]
     cam_layer: str
-    cam_reshape: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 FAMILIES: dict[str, Family] = {
     # Stem after max-pool, then the output of every stage (paper.md §1.4).
     "resnet": Family("resnet", ResNet, ("maxpool", "layer1", "layer2", "layer3", "layer4"), "layer4.-1"),
     # Stem, input of stage 2 and 3 (after their downsample), output of stage 4 (paper.md §1.5).
-    # CAMs: second pointwise Linear of the last block, channels-last, before layer-scale (§3).
+    # CAMs: second pointwise layer of the last block, before layer-scale (§3). It is a
+    # channels-last Linear (convnext_tiny and up) or a 1x1 Conv2d (conv_mlp: atto to nano).
     "convnext": Family(
         "convnext",
         ConvNeXt,
         ("stem", "stages.1.downsample", "stages.2.downsample", "stages.3"),
         "stages.3.blocks.-1.mlp.fc2",
-        nhwc_to_nchw,
     ),
 }
 

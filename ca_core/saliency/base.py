@@ -82,8 +82,8 @@ def resolve_layer(
     a string is a dotted path in the backbone, e.g. ``"layer4.-1"``) and its reshape to NCHW.
 
     Without an explicit ``reshape``, a ``Linear`` layer's output is taken as channels-last (a
-    Linear acts on the last axis: ConvNeXt's ``mlp.fc2``). The family's ``cam_reshape`` is not
-    used because timm's ``conv_mlp`` ConvNeXts (atto to nano) have a channels-first 1x1 Conv2d there.
+    Linear acts on the last axis: ConvNeXt's ``mlp.fc2``); timm's ``conv_mlp`` ConvNeXts (atto to
+    nano) have a channels-first 1x1 Conv2d there instead.
     """
     backbone = backbone_of(model)
     family = family_of(backbone)

@@ -1,6 +1,6 @@
 """The embedded data set: procedurally generated shapes with a ground-truth mask.
 
-Each image holds one *class object* (one of :data:`CLASSES`, a filled shape at a random position,
+Each image holds one *class object* (one of :data:`SHAPE_NAMES`, a filled shape at a random position,
 scale, rotation and colour) over a cluttered, textured background crossed by *distractors*
 (line segments of random colour, width and direction, drawn independently of the label). A
 classifier therefore has to find the object, and a saliency map can be scored against its mask.
@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from ..models import atomic_write
 
-CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "ellipse", "arrow")
+SHAPE_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "ellipse", "arrow")
 SPLITS = ("train", "val", "test")
 MEAN = IMAGENET_DEFAULT_MEAN  # the timm default normalisation, the same as the mini backbones' data config
 STD = IMAGENET_DEFAULT_STD
@@ -43,10 +43,12 @@ class ShapesConfig:
     Attributes:
         seed: base seed; each split draws from its own stream.
         image_size: side in pixels.
-        num_classes: how many of :data:`CLASSES` are used (the first ``num_classes``).
+        num_classes: how many of :data:`SHAPE_NAMES` are used (the first ``num_classes``).
         train, val, test: number of images per split.
         scale: range of the object's radius as a fraction of the image side.
         distractors: range (inclusive) of the number of distractor segments per image.
+        texture: largest colour difference (per channel, 0-1 units) between the two colours of a
+            background's pattern; lower values give calmer backgrounds.
         noise: standard deviation of the per-pixel background noise (0-1 intensity units).
     """
 
@@ -57,12 +59,13 @@ class ShapesConfig:
     val: int = 500
     test: int = 1000
     scale: tuple[float, float] = (0.2, 0.34)
-    distractors: tuple[int, int] = (2, 5)
-    noise: float = 0.06
+    distractors: tuple[int, int] = (1, 4)
+    texture: float = 0.5
+    noise: float = 0.04
 
     def __post_init__(self) -> None:
-        if not 2 <= self.num_classes <= len(CLASSES):
-            raise ValueError(f"num_classes must be in 2..{len(CLASSES)}, got {self.num_classes}")
+        if not 2 <= self.num_classes <= len(SHAPE_NAMES):
+            raise ValueError(f"num_classes must be in 2..{len(SHAPE_NAMES)}, got {self.num_classes}")
         if self.image_size < 16:
             raise ValueError(f"image_size must be >= 16 pixels, got {self.image_size}")
         for split in SPLITS:
@@ -73,6 +76,9 @@ class ShapesConfig:
             raise ValueError(f"scale must satisfy 0 < lo <= hi <= 0.5, got {self.scale}")
         if not 0 <= self.distractors[0] <= self.distractors[1]:
             raise ValueError(f"distractors must be a range 0 <= lo <= hi, got {self.distractors}")
+        for name in ("texture", "noise"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def size_of(self, split: str) -> int:
         """Number of images of ``split``."""
@@ -109,7 +115,7 @@ def _inside(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         shaft = (v.abs() <= 0.18) & (u >= -0.9) & (u <= 0.2)
         head = (u >= 0.2) & (u <= 0.9) & (v.abs() <= 0.55 * (0.9 - u) / 0.7)
         return shaft | head
-    raise ValueError(f"unknown shape {name!r}; known: {CLASSES}")
+    raise ValueError(f"unknown shape {name!r}; known: {SHAPE_NAMES}")
 
 
 def _split_seed(cfg: ShapesConfig, split: str, chunk: int) -> int:
@@ -125,9 +131,10 @@ def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _background(g: torch.Generator, n: int, x: torch.Tensor, y: torch.Tensor, noise: float) -> torch.Tensor:
-    """Textured backgrounds (n, 3, S, S): two random colours mixed by a product of two gratings, plus noise."""
-    colours = torch.rand(n, 2, 3, 1, 1, generator=g)
+def _background(g: torch.Generator, n: int, x: torch.Tensor, y: torch.Tensor, texture: float, noise: float) -> torch.Tensor:
+    """Textured backgrounds (n, 3, S, S): two colours mixed by a product of two gratings, plus noise."""
+    base = torch.rand(n, 1, 3, 1, 1, generator=g)
+    colours = (base + texture * (torch.rand(n, 2, 3, 1, 1, generator=g) - 0.5)).clamp(0, 1)
     pattern = torch.ones(n, 1, *x.shape)
     for _ in range(2):
         angle = torch.rand(n, 1, 1, 1, generator=g) * math.pi
@@ -173,7 +180,7 @@ def _objects(
     inside = torch.zeros(n, *x.shape, dtype=torch.bool)
     for c in labels.unique().tolist():
         rows = labels == c
-        inside[rows] = _inside(CLASSES[c], u[rows], v[rows])
+        inside[rows] = _inside(SHAPE_NAMES[c], u[rows], v[rows])
     return inside, colour
 
 
@@ -193,7 +200,7 @@ def render_chunk(cfg: ShapesConfig, split: str, chunk: int, n: int) -> tuple[tor
     g = torch.Generator().manual_seed(_split_seed(cfg, split, chunk))
     x, y = _grid(cfg.image_size)
     labels = torch.randint(cfg.num_classes, (n,), generator=g)
-    image = _distractors(g, _background(g, n, x, y, cfg.noise), x, y, cfg.distractors)
+    image = _distractors(g, _background(g, n, x, y, cfg.texture, cfg.noise), x, y, cfg.distractors)
     inside, colour = _objects(g, labels, *_grid(cfg.image_size * SUPERSAMPLE), cfg.scale)
     coverage = F.avg_pool2d(inside[:, None].float(), SUPERSAMPLE)
     image = image + coverage * (_contrast(colour, image) - image)
@@ -231,7 +238,7 @@ class ShapesDataset(Dataset):
     def __init__(self, cfg: ShapesConfig, split: str, images: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> None:
         self.cfg, self.split = cfg, split
         self.images, self.targets, self.masks = images, targets, masks
-        self.classes = list(CLASSES[: cfg.num_classes])
+        self.classes = list(SHAPE_NAMES[: cfg.num_classes])
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -247,7 +254,7 @@ def cache_key(cfg: ShapesConfig) -> str:
 
 def _write_manifest(folder: Path, cfg: ShapesConfig) -> None:
     """``manifest.json``: the configuration, class names and split sizes, for people and tools."""
-    manifest = {"config": asdict(cfg), "classes": list(CLASSES[: cfg.num_classes]),
+    manifest = {"config": asdict(cfg), "classes": list(SHAPE_NAMES[: cfg.num_classes]),
                 "splits": {s: cfg.size_of(s) for s in SPLITS}, "files": {s: f"{s}.pt" for s in SPLITS}}
     atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
 

@@ -1,0 +1,446 @@
+"""Training: the GAP backbone from scratch (stage ``gap``) and the CA-Stream on it (stage ``ca``).
+
+Stage ``ca`` is the paper's recipe: only the stream (class token and CA blocks) trains, on the
+frozen backbone and classifier, with SGD (lr 0.1, momentum 0.9, weight decay 1e-4), the learning
+rate divided by 10 at one third and two thirds of the epochs, cross-entropy, and mixed precision
+on GPU. Stage ``gap`` exists only for the embedded experiment, whose backbones have no pretrained
+weights; it uses AdamW with a one-cycle schedule, which trains small CNNs from scratch in few epochs.
+
+Every epoch ends with an atomic checkpoint (``state.pt``: trainable weights, optimizer, scheduler,
+gradient scaler, RNG states, epoch and the log) and a rewrite of ``log.jsonl`` (one JSON record per
+epoch). Calling :func:`train` again with the same ``out_dir`` resumes after the last finished
+epoch; on CPU the result is bit-identical to an uninterrupted run. The finished model is saved
+with :func:`ca_core.save_model` as ``model.safetensors``.
+
+Under ``torchrun --nproc_per_node N`` the same code trains with DDP and a distributed sampler;
+``batch_size`` is the global batch (each rank takes ``batch_size / N``), so results do not depend
+on the number of processes (exactly so for the CA stage, whose BatchNorm layers are frozen).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm.auto import tqdm
+
+from . import distributed
+from .models import atomic_write, backbone_of, is_ca_model, save_model
+
+STAGES = ("gap", "ca")
+STATE_FILE = "state.pt"
+MODEL_FILE = "model.safetensors"
+LOG_FILE = "log.jsonl"
+# Fields that only change speed or display; a resumed run may change them.
+RUNTIME_FIELDS = ("eval_batch_size", "num_workers")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of both training stages (the ``train`` section of a profile).
+
+    Attributes:
+        epochs, lr, momentum, weight_decay: stage ``ca``, the paper's SGD recipe (lr x0.1 at 1/3 and 2/3).
+        gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
+        batch_size: global batch size (split evenly across DDP processes).
+        eval_batch_size: batch size of the per-epoch validation.
+        num_workers: DataLoader worker processes (0 loads in the training process).
+        amp: float16 autocast with gradient scaling on CUDA (ignored on CPU).
+        seed: seeds weights' updates, data order and augmentation.
+    """
+
+    epochs: int = 90
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    gap_epochs: int = 30
+    gap_lr: float = 2e-3
+    gap_weight_decay: float = 0.05
+    batch_size: int = 256
+    eval_batch_size: int = 256
+    num_workers: int = 0
+    amp: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "gap_epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "gap_lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+
+    def epochs_of(self, stage: str) -> int:
+        """Number of epochs of ``stage``."""
+        return self.gap_epochs if stage == "gap" else self.epochs
+
+
+def checkpoint_file(out_dir: str | Path) -> Path:
+    """The final model file that :func:`train` writes in ``out_dir``."""
+    return Path(out_dir) / MODEL_FILE
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+
+
+def num_classes_of(model: nn.Module) -> int:
+    """Width of the model's classifier."""
+    return int(backbone_of(model).num_classes)
+
+
+def check_labels(dataset: Dataset, num_classes: int, name: str) -> None:
+    """Raise if a label of ``dataset`` (its ``targets``) is outside ``0..num_classes-1``, naming the item."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        return
+    targets = torch.as_tensor(targets)
+    bad = ((targets < 0) | (targets >= num_classes)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        samples = getattr(dataset, "samples", None)
+        item = f"{samples[i][0]}" if samples is not None else f"item {i}"
+        raise ValueError(f"{name} set: label {int(targets[i])} of {item} does not fit a model with "
+                         f"{num_classes} classes (labels must be 0..{num_classes - 1}); {len(bad)} such label(s)")
+
+
+def check_stage(model: nn.Module, stage: str) -> None:
+    """Stage ``gap`` trains a GAP model, stage ``ca`` a CA-Stream model."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    if is_ca_model(model) != (stage == "ca"):
+        kind = "CA-Stream" if is_ca_model(model) else "GAP"
+        raise ValueError(f"stage {stage!r} cannot train a {kind} model; build it with pooling={stage!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipe
+
+
+def make_optimizer(cfg: TrainConfig, stage: str, params: list[nn.Parameter], steps_per_epoch: int):
+    """The stage's optimizer and a scheduler that steps once per batch."""
+    total = cfg.epochs_of(stage) * steps_per_epoch
+    if stage == "gap":
+        opt = torch.optim.AdamW(params, lr=cfg.gap_lr, weight_decay=cfg.gap_weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.gap_lr, total_steps=total, pct_start=0.2)
+        return opt, sched
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    milestones = [round(cfg.epochs * k / 3) * steps_per_epoch for k in (1, 2)]
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+
+
+def trainable_module(model: nn.Module) -> nn.Module:
+    """What a stage changes and a checkpoint holds: the stream (CA) or the whole model (GAP)."""
+    return model.stream if is_ca_model(model) else model
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_states() -> dict[str, Any]:
+    """Every RNG state a later epoch may draw from."""
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore :func:`rng_states`."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_state(out_dir: Path, cfg: TrainConfig, stage: str) -> dict[str, Any] | None:
+    """The last checkpoint in ``out_dir``, after checking it was written by the same settings."""
+    path = out_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)  # written by this module
+    except Exception as err:
+        raise ValueError(f"cannot read training checkpoint {path}: {err}") from err
+    mine = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS}
+    theirs = {k: v for k, v in state["config"].items() if k not in RUNTIME_FIELDS}
+    changed = [f"{k}: {theirs.get(k)!r} -> {v!r}" for k, v in mine.items() if theirs.get(k) != v]
+    if state["stage"] != stage or changed:
+        what = f"stage {state['stage']!r} -> {stage!r}" if state["stage"] != stage else "; ".join(changed)
+        raise ValueError(f"{path} belongs to a run with other settings ({what}); use another output "
+                         "folder or delete it to start over")
+    return state
+
+
+def write_state(out_dir: Path, state: dict[str, Any]) -> None:
+    """Write the checkpoint, then the log it contains, each atomically."""
+    atomic_write(out_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    text = "".join(json.dumps(r) + "\n" for r in state["log"])
+    atomic_write(out_dir / LOG_FILE, lambda tmp: Path(tmp).write_text(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _batches(loader: DataLoader, device: torch.device):
+    """(images, labels) on ``device`` from batches that may also carry masks."""
+    for batch in loader:
+        yield batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0) -> dict[str, torch.Tensor]:
+    """Per-image ``pred``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
+
+    Under DDP each rank evaluates its shard (:func:`ca_core.distributed.shard_indices`) and every
+    rank receives all images' results (:func:`ca_core.distributed.gather_per_image`).
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    shard = Subset(dataset, list(distributed.shard_indices(len(dataset))))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
+    preds, losses, labels = [], [], []
+    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        for images, target in _batches(loader, device):
+            logits = model(images).float()
+            preds.append(logits.argmax(1))
+            losses.append(F.cross_entropy(logits, target, reduction="none"))
+            labels.append(target)
+    model.train(was_training)
+    empty = torch.empty(0, device=device)
+    pred = torch.cat(preds) if preds else empty.long()
+    out = {"pred": pred, "loss": torch.cat(losses) if losses else empty,
+           "correct": (pred == torch.cat(labels)) if labels else empty.bool()}
+    return {k: distributed.gather_per_image(v, len(dataset)) for k, v in out.items()}
+
+
+def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy (fraction) of ``model`` on ``dataset``."""
+    return evaluate(model, dataset, batch_size)["correct"].float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def _loader(dataset: Dataset, cfg: TrainConfig, epoch: int, device: torch.device) -> DataLoader:
+    """This rank's shuffled batches for ``epoch`` (the order depends only on seed and epoch)."""
+    rank, size = distributed.world()
+    sampler = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True, seed=cfg.seed)
+    sampler.set_epoch(epoch)
+    return DataLoader(dataset, batch_size=cfg.batch_size // size, sampler=sampler, num_workers=cfg.num_workers,
+                      generator=torch.Generator().manual_seed(cfg.seed + epoch), pin_memory=device.type == "cuda")
+
+
+def _result(stage: str, epochs: int, log: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summary of a run: the last epoch's record and the total time."""
+    last = log[-1] if log else {}
+    return {"stage": stage, "epochs": epochs, "epochs_done": len(log),
+            **{k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last},
+            "time_s": round(sum(r["time_s"] for r in log), 2)}
+
+
+def train(
+    cfg: TrainConfig,
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    out_dir: str | Path,
+    stage: str = "gap",
+    progress: bool = True,
+    until_epoch: int | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` for one stage, resuming from ``out_dir`` when it holds a checkpoint.
+
+    Args:
+        cfg: both stages' settings.
+        model: a GAP model (stage ``gap``) or a CA-Stream model on the trained backbone (stage ``ca``).
+        train_set, val_set: items ``(image, label, ...)``; labels must fit the model's classifier.
+        out_dir: folder of ``state.pt``, ``log.jsonl`` and the final ``model.safetensors``.
+        stage: ``"gap"`` or ``"ca"``.
+        progress: show tqdm bars (rank 0 only).
+        until_epoch: stop after this many epochs, leaving a resumable run (time-limited jobs).
+
+    Returns:
+        ``stage``, ``epochs``, ``epochs_done``, last ``train_loss``/``train_acc``/``val_loss``/``val_acc``
+        (accuracies as fractions) and the total ``time_s``. ``model`` holds the trained weights.
+    """
+    check_stage(model, stage)
+    classes = num_classes_of(model)
+    check_labels(train_set, classes, "train")
+    check_labels(val_set, classes, "validation")
+    device = distributed.setup()
+    rank, size = distributed.world()
+    if cfg.batch_size % size:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {size} processes")
+    out_dir = Path(out_dir)
+    epochs = cfg.epochs_of(stage)
+    seed_everything(cfg.seed)
+    model.to(device)
+    part = trainable_module(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, sched = make_optimizer(cfg, stage, params, len(_loader(train_set, cfg, 0, device)))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    state = read_state(out_dir, cfg, stage)
+    log: list[dict[str, Any]] = []
+    if state is not None:
+        part.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        log = state["log"]
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if size > 1 else model
+    stop = epochs if until_epoch is None else min(epochs, until_epoch)
+    for epoch in range(len(log), stop):
+        start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
+        net.train()
+        sums = torch.zeros(3, device=device)  # loss sum, correct, images
+        loader = _loader(train_set, cfg, epoch, device)
+        batches = tqdm(_batches(loader, device), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
+                       disable=not (progress and rank == 0), leave=False)
+        for images, labels in batches:
+            if labels.min() < 0 or labels.max() >= classes:
+                raise ValueError(f"a training batch holds labels {labels.unique().tolist()}; a model with {classes} "
+                                 f"classes needs 0..{classes - 1}")
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = net(images)
+                loss = F.cross_entropy(logits.float(), labels)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            sums += torch.stack([loss.detach() * len(labels), (logits.argmax(1) == labels).sum(), torch.tensor(len(labels), device=device)])
+        loss_sum, correct, seen = distributed.all_sum(sums).tolist()
+        val = evaluate(model, val_set, cfg.eval_batch_size, cfg.num_workers)
+        log.append({"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                    "val_loss": val["loss"].mean().item(), "val_acc": val["correct"].float().mean().item(),
+                    "lr": lr, "time_s": round(time.perf_counter() - start, 3)})
+        if rank == 0:
+            write_state(out_dir, {"stage": stage, "epoch": epoch + 1, "config": asdict(cfg), "model": part.state_dict(),
+                                  "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                  "scaler": scaler.state_dict(), "rng": rng_states(), "log": log})
+            if progress:
+                r = log[-1]
+                tqdm.write(f"{stage} epoch {r['epoch']}/{epochs}: loss {r['train_loss']:.4f} train {r['train_acc']:.2%} "
+                           f"val {r['val_acc']:.2%} ({r['time_s']:.1f} s)")
+        distributed.barrier()
+    model.eval()
+    if len(log) == epochs and rank == 0 and not checkpoint_file(out_dir).is_file():
+        save_model(model, checkpoint_file(out_dir), extra={"stage": stage, "epochs": epochs, "val_acc": log[-1]["val_acc"]})
+    distributed.barrier()
+    return _result(stage, epochs, log)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings to TrainConfig fields, each value converted to the field's type."""
+    types = {f.name: {"int": int, "float": float, "bool": bool}[str(f.type)] for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"--set {pair!r}: expected key=value with key one of {', '.join(types)}")
+        kind = types[key]
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {pair!r}: expected true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            try:
+                out[key] = kind(value)
+            except ValueError as err:
+                raise ValueError(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from err
+    return out
+
+
+def build_for_stage(backbone: str, stage: str, num_classes: int, pretrained: bool | str, gap_checkpoint: str | None) -> nn.Module:
+    """The model a stage trains: a GAP model, or a CA-Stream on a pretrained or trained GAP backbone."""
+    from .models import build_model, load_model
+
+    gap = build_model(backbone, pooling="gap", num_classes=num_classes, pretrained=pretrained)
+    if stage == "gap":
+        return gap
+    if gap_checkpoint:
+        load_model(gap, gap_checkpoint)
+    elif not pretrained:
+        raise ValueError("stage 'ca' needs a trained backbone: pass --gap-checkpoint (the GAP stage's "
+                         "model.safetensors) or use pretrained weights")
+    return build_model(gap, pooling="ca")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """``python -m ca_core.train``: one stage of one backbone on a profile's data (also under torchrun)."""
+    from . import config, data
+
+    parser = argparse.ArgumentParser(prog="python -m ca_core.train", description=main.__doc__)
+    parser.add_argument("--backbone", required=True, help="timm model name, e.g. resnet50, convnext_base, resnet_mini")
+    parser.add_argument("--stage", choices=STAGES, required=True)
+    parser.add_argument("--out", required=True, help="output folder (checkpoints, log.jsonl, model.safetensors)")
+    parser.add_argument("--profile", default="default", help="profile of the config file giving data and train settings")
+    parser.add_argument("--config", default=str(config.CONFIG_FILE), help="config file (default: %(default)s)")
+    parser.add_argument("--gap-checkpoint", help="stage ca: the trained GAP model (model.safetensors of stage gap)")
+    parser.add_argument("--pretrained", help="'true' for timm's weights or a local weights file (default: the profile's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override train settings, e.g. epochs=3")
+    parser.add_argument("--until-epoch", type=int, help="stop after this many epochs (resume later with the same command)")
+    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    parser.add_argument("--shapes-root", default="data/shapes", help="cache folder of the generated data")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = config.load_profile(args.profile, args.config)
+    cfg = dataclasses.replace(profile.train, **parse_overrides(args.set))
+    if profile.data_kind == "shapes":
+        sets = {s: data.shapes_dataset(profile.data, s, root=args.shapes_root) for s in ("train", "val")}
+    else:
+        spec = profile.data
+        sets = data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
+                                    spec.num_classes)
+    pretrained: bool | str = profile.pretrained if args.pretrained is None else (
+        True if args.pretrained.lower() == "true" else args.pretrained)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
+    model = build_for_stage(args.backbone, args.stage, profile.data.num_classes, pretrained, args.gap_checkpoint)
+    result = train(cfg, model, sets["train"], sets["val"], args.out, stage=args.stage,
+                   progress=not args.no_progress, until_epoch=args.until_epoch)
+    if distributed.is_main():
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")

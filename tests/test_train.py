@@ -1,0 +1,146 @@
+"""Training: both stages on a tiny generated problem, exact resumption, the paper's schedule,
+input errors, the CLI, and DDP with 2 CPU processes (torchrun) matching one process."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ca_core import build_model
+from ca_core.data import ShapesConfig, shapes_dataset
+from ca_core.distributed import gather_per_image, shard_indices
+from ca_core.models import read_checkpoint
+from ca_core.train import TrainConfig, accuracy, checkpoint_file, evaluate, main, train
+
+torch.set_num_threads(1)
+DATA = ShapesConfig(seed=1, image_size=32, num_classes=4, train=64, val=16, test=16)
+CFG = TrainConfig(epochs=3, gap_epochs=3, batch_size=16, eval_batch_size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return {s: shapes_dataset(DATA, s, root=None) for s in ("train", "val")}
+
+
+def _gap(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model("resnet_mini", pooling="gap", num_classes=4)
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, sets):
+    whole = _gap()
+    result = train(CFG, whole, sets["train"], sets["val"], tmp_path / "whole", stage="gap", progress=False)
+    assert result["epochs_done"] == 3 and checkpoint_file(tmp_path / "whole").is_file()
+
+    first = _gap()
+    partial = train(CFG, first, sets["train"], sets["val"], tmp_path / "cut", stage="gap", progress=False, until_epoch=1)
+    assert partial["epochs_done"] == 1 and not checkpoint_file(tmp_path / "cut").is_file()
+    resumed = _gap(seed=123)  # a fresh process would rebuild the model with other initial weights
+    train(CFG, resumed, sets["train"], sets["val"], tmp_path / "cut", stage="gap", progress=False)
+
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    logs = [[json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("whole", "cut")]
+    assert [r["epoch"] for r in logs[1]] == [1, 2, 3]
+    assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"} <= set(logs[0][0])
+
+
+def test_ca_stage_trains_only_the_stream_with_the_paper_schedule(tmp_path, sets):
+    gap = _gap()
+    backbone_before = _state(gap)
+    model = build_model(gap, pooling="ca")
+    stream_before = {k: v.clone() for k, v in model.stream.state_dict().items()}
+    train(CFG, model, sets["train"], sets["val"], tmp_path, stage="ca", progress=False)
+    for name, value in gap.state_dict().items():
+        assert torch.equal(value, backbone_before[name]), name
+    assert any(not torch.equal(v, stream_before[k]) for k, v in model.stream.state_dict().items())
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.1, 0.01, 0.001])
+    state, meta = read_checkpoint(checkpoint_file(tmp_path))
+    assert meta["pooling"] == "ca" and meta["stage"] == "ca" and set(state) == set(model.stream.state_dict())
+
+
+def test_finished_run_is_not_retrained_and_changed_settings_are_refused(tmp_path, sets):
+    cfg = TrainConfig(epochs=1, gap_epochs=1, batch_size=16, eval_batch_size=16)
+    model = _gap()
+    train(cfg, model, sets["train"], sets["val"], tmp_path, stage="gap", progress=False)
+    trained = _state(model)
+    fresh = _gap(seed=7)
+    again = train(cfg, fresh, sets["train"], sets["val"], tmp_path, stage="gap", progress=False)
+    assert again["epochs_done"] == 1
+    assert all(torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())
+    with pytest.raises(ValueError, match=r"gap_lr: 0.002 -> 0.5"):
+        train(TrainConfig(epochs=1, gap_epochs=1, batch_size=16, gap_lr=0.5), _gap(), sets["train"], sets["val"],
+              tmp_path, stage="gap", progress=False)
+
+
+def test_labels_and_stage_that_do_not_fit_the_model_are_errors(tmp_path, sets):
+    small = build_model("resnet_mini", pooling="gap", num_classes=3)
+    with pytest.raises(ValueError, match=r"label 3 of item \d+ does not fit a model with 3 classes"):
+        train(CFG, small, sets["train"], sets["val"], tmp_path, stage="gap", progress=False)
+    with pytest.raises(ValueError, match="stage 'ca' cannot train a GAP model"):
+        train(CFG, _gap(), sets["train"], sets["val"], tmp_path, stage="ca", progress=False)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        train(CFG, _gap(), sets["train"], sets["val"], tmp_path, stage="both", progress=False)
+    with pytest.raises(ValueError, match="batch_size: must be >= 1"):
+        TrainConfig(batch_size=0)
+
+
+def test_evaluate_is_per_image_and_in_order(sets):
+    model = _gap().eval()
+    result = evaluate(model, sets["val"], batch_size=5)
+    with torch.no_grad():
+        logits = model(torch.stack([sets["val"][i][0] for i in range(16)]))
+    assert torch.equal(result["pred"], logits.argmax(1))
+    assert accuracy(model, sets["val"]) == pytest.approx(result["correct"].float().mean().item())
+
+
+def test_shards_partition_the_images():
+    shards = [list(shard_indices(10, r, 3)) for r in range(3)]
+    assert sorted(sum(shards, [])) == list(range(10)) and shards[1] == [1, 4, 7]
+    values = torch.arange(10.0)
+    assert torch.equal(gather_per_image(values, 10), values)  # one process: identity
+    with pytest.raises(ValueError, match="rank 3"):
+        shard_indices(10, 3, 3)
+
+
+def _write_profile(path: Path) -> Path:
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in DATA.__dict__.items()}
+    profile = {"data": {"kind": "shapes", **data}, "models": ["resnet_mini"],
+               "train": {"epochs": 2, "gap_epochs": 1, "batch_size": 16, "eval_batch_size": 16}, "eval": {}}
+    path.write_text(json.dumps({"profiles": {"tiny": profile}}))  # JSON is YAML
+    return path
+
+
+def test_cli_and_torchrun_two_processes_match_one(tmp_path):
+    config = _write_profile(tmp_path / "config.yml")
+    common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config),
+              "--shapes-root", str(tmp_path / "shapes"), "--no-progress"]
+    main(common + ["--stage", "gap", "--out", str(tmp_path / "gap")])
+    ca = common + ["--stage", "ca", "--gap-checkpoint", str(tmp_path / "gap" / "model.safetensors")]
+    single = main(ca + ["--out", str(tmp_path / "one")])
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "ca_core.train", *ca, "--out", str(tmp_path / "two"), "--threads", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    double = json.loads(run.stdout.strip().splitlines()[-1])
+    assert double["val_loss"] == pytest.approx(single["val_loss"], abs=1e-5)
+    assert double["train_loss"] == pytest.approx(single["train_loss"], abs=1e-5)
+    one, _ = read_checkpoint(tmp_path / "one" / "model.safetensors")
+    two, _ = read_checkpoint(tmp_path / "two" / "model.safetensors")
+    for name in one:
+        assert torch.allclose(one[name], two[name], atol=1e-5), name

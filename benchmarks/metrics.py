@@ -6,7 +6,8 @@ size) and next to a straightforward per-image, per-step loop (batch 1).
     .venv/bin/python benchmarks/metrics.py --size 112 --protocol rise
 
 Weights are random: the time of a forward pass does not depend on them. Each time is the best
-of ``--repeats`` runs (the machine is shared).
+of ``--repeats`` runs, metric and floor timed alternately (the machine is shared); "own work" is
+the metric run with a model that costs nothing, i.e. what the metric adds to its forward passes.
 """
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ def versus_floor(fn: Callable[[], object], model, n_forwards: int, batch: int, s
     return best, best_floor, result
 
 
+class Stub(torch.nn.Module):
+    """A model that costs nothing: 1000 logits read off one pixel, to time the metrics' own work."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1, 0, 0].expand(-1, 1000)
+
+
 def naive_confidence(model, images, maps, targets, mean, std, masking: str) -> dict[str, torch.Tensor]:
     """AD/AG/AI one image at a time (two batch-1 forwards per image)."""
     clean, masked = [], []
@@ -100,8 +108,9 @@ def main() -> None:
     parser.add_argument("--conf-images", type=int, default=32, help="images for AD/AG/AI")
     parser.add_argument("--naive-images", type=int, default=2, help="images for the per-image loops")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="1 by default: on a busy 2-core machine, 2 OpenMP threads stall each other")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -120,38 +129,41 @@ def main() -> None:
         images, maps = torch.randn(n, 3, args.size, args.size), torch.rand(n, args.size, args.size)
         targets = torch.randint(0, 1000, (n,))
 
-        def confidence():  # the clean forward + one masked forward per image
-            clean = torch.cat([class_scores(model(images[s]), targets[s]) for s in chunks(n, batch)])
-            masked = masked_probs(model, images, maps, targets, masking=protocol.masking,
+        def confidence(net=model):  # the clean forward + one masked forward per image
+            clean = torch.cat([class_scores(net(images[s]), targets[s]) for s in chunks(n, batch)])
+            masked = masked_probs(net, images, maps, targets, masking=protocol.masking,
                                   mean=mean, std=std, batch_size=batch)
             return confidence_metrics(clean, masked)
 
         t_conf, t_floor, fast = versus_floor(confidence, model, 2 * n, batch, args.size, args.repeats)
+        t_own = best_time(lambda: confidence(Stub()), args.repeats)[0]
         t_naive, slow = best_time(lambda: naive_confidence(model, images[:m], maps[:m], targets[:m], mean, std,
                                                            protocol.masking), 1)
         agree = max((fast[k][:m] - slow[k]).abs().max().item() for k in ("ad", "ag"))
-        report(f"AD/AG/AI (2 forwards/image, {n} images)", t_conf / n, t_floor / n, t_naive / m, agree)
+        report(f"AD/AG/AI (2 forwards/image, {n} images)", t_conf / n, t_floor / n, t_own / n, t_naive / m, agree)
 
         # Every point except the two clean ones, whose scores come from the clean forward.
         n = args.images
         images, maps, targets = images[:n], maps[:n], targets[:n]
 
-        def causal():
-            clean_logits = torch.cat([model(images[s]) for s in chunks(n, batch)])
-            return causal_curves(model, images, maps, targets, protocol=protocol, batch_size=batch,
+        def causal(net=model):
+            clean_logits = torch.cat([net(images[s]) for s in chunks(n, batch)])
+            return causal_curves(net, images, maps, targets, protocol=protocol, batch_size=batch,
                                  clean_logits=clean_logits)
 
         forwards = 1 + 2 * (n_points - 1)
         t_causal, t_floor, fast = versus_floor(causal, model, forwards * n, batch, args.size, args.repeats)
+        t_own = best_time(lambda: causal(Stub()), args.repeats)[0]
         t_naive, slow = best_time(lambda: naive_causal(model, images[:m], maps[:m], targets[:m], protocol), 1)
         fast_curves = torch.stack([fast["insertion_curve"], fast["deletion_curve"]], dim=1)[:m]
         report(f"Insertion+Deletion ({forwards} forwards/image, {n} images)", t_causal / n, t_floor / n,
-               t_naive / m, (fast_curves - slow).abs().max().item())
+               t_own / n, t_naive / m, (fast_curves - slow).abs().max().item())
 
 
-def report(name: str, seconds: float, floor: float, naive: float, agreement: float) -> None:
-    """One line: seconds per image, the floor, the naive loop, and the largest difference between them."""
+def report(name: str, seconds: float, floor: float, own: float, naive: float, agreement: float) -> None:
+    """Seconds per image next to the floor, the metric's own work (forwards excluded) and the naive loop."""
     print(f"{name}:\n  {seconds:.3f} s/image | floor {floor:.3f} s/image (x{seconds / floor:.2f}) | "
+          f"own work without forwards {own:.3f} s/image ((floor + own) / floor = x{(floor + own) / floor:.2f}) | "
           f"per-image per-step loop {naive:.3f} s/image (x{naive / seconds:.1f} slower) | "
           f"max |batched - loop| = {agreement:.1e}")
 

@@ -1,0 +1,118 @@
+"""The smoke book, built as ``make book`` builds it and opened in headless Chromium.
+
+One session-scoped build: ``python -m ca_core.pipeline --profile smoke`` runs the notebooks and
+``jupyter-book build`` in a copy of the project (so the repository's own book is left alone);
+``tests/browser_check.js`` (playwright-core driving Debian's chromium) then opens every page over
+a loopback server, aborts and records any request that would leave the machine, and reports the
+tables, math, widgets and what choosing an explorer option does to the visible image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ca_core.paper import METRIC_LABELS
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+NEEDED = {
+    REPO / "book/_assets/widgets/embed-amd.js": "make assets",
+    REPO / "node_modules/playwright-core": "make assets",
+    CHROMIUM: "make browser",
+}
+STATIC_PAGES = ["intro.html", "running.html"]
+
+
+def project_copy(root: Path) -> Path:
+    """Copy the config, notebooks and book sources to ``root``; the built assets are linked."""
+    shutil.copy(REPO / "_config.yml", root / "_config.yml")
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build", "generated", "_assets"))
+    (root / "book/_assets").symlink_to(REPO / "book/_assets", target_is_directory=True)
+    return root
+
+
+def run(command: list[str], cwd: Path, timeout: int) -> str:
+    """Run a command; fail the test with the tail of its output when it exits non-zero."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
+        pytest.fail(f"{' '.join(command)} exited {result.returncode}:\n{tail}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory) -> dict:
+    """Build the smoke book once and open all its pages; the browser's report plus the HTML dir."""
+    missing = [f"{path} (run `{how}`)" for path, how in NEEDED.items() if not path.exists()]
+    if missing:
+        pytest.fail("missing: " + ", ".join(missing))
+    root = project_copy(tmp_path_factory.mktemp("project"))
+    run([sys.executable, "-m", "ca_core.pipeline", "--profile", "smoke", "--config", str(root / "_config.yml")],
+        cwd=root, timeout=900)
+    html = root / "book/_build/html"
+    notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("0*.ipynb"))
+    pages = STATIC_PAGES + [f"generated/{name}.html" for name in notebooks]
+    shots = tmp_path_factory.mktemp("screenshots")
+    report = json.loads(run(["node", str(REPO / "tests/browser_check.js"), str(html), str(shots), *pages],
+                            cwd=REPO, timeout=300))
+    (shots / "report.json").write_text(json.dumps(report, indent=1))
+    return report | {"html": html, "notebooks": notebooks}
+
+
+def page_with_title(book: dict, title: str) -> dict:
+    """The report of the generated page whose title starts with ``title``."""
+    found = [page for name, page in book["pages"].items() if page["title"].startswith(title)]
+    assert found, f"no page titled {title!r} among {[p['title'] for p in book['pages'].values()]}"
+    return found[0]
+
+
+def test_every_notebook_is_a_page_and_no_script_fails(book):
+    for name in book["notebooks"]:
+        assert (book["html"] / "generated" / f"{name}.html").is_file(), f"{name}.ipynb did not become a page"
+    assert book["errors"] == []
+
+
+def test_no_request_leaves_the_machine(book):
+    assert book["requests"]["external"] == []
+    served = book["requests"]["local"]
+    for asset in ("_static/widgets/require.js", "_static/widgets/embed-amd.js", "_static/widgets/mathjax/tex-chtml.js"):
+        assert any(asset in url for url in served), f"{asset} was never requested from the book"
+
+
+def test_pages_reference_no_remote_script_or_style(book):
+    remote = re.compile(r'<(?:script|link)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]+)"')
+    for page in book["html"].rglob("*.html"):
+        assert remote.findall(page.read_text()) == [], f"{page} loads from another machine"
+
+
+def test_math_is_typeset_by_the_local_mathjax(book):
+    intro = book["pages"]["intro.html"]
+    assert intro["rawMath"] > 0 and intro["math"] >= intro["rawMath"]
+
+
+def test_results_table_is_there_in_the_papers_form(book):
+    results = page_with_title(book, "Results")
+    wanted = {"Backbone", "Method", "Pooling", *METRIC_LABELS.values()}
+    tables = [t for t in results["tables"] if wanted <= set(t["headers"])]
+    assert tables, f"no table with headers {sorted(wanted)} in {results['tables']}"
+    assert tables[0]["rows"] >= 2
+
+
+def test_explorer_changes_the_visible_image_when_an_option_is_chosen(book):
+    explorer = page_with_title(book, "Explorer")
+    assert explorer["hasWidgetState"] and explorer["dropdowns"], "the explorer rendered no Dropdown"
+    assert explorer["images"] >= 1
+    changing = [d for d in explorer["dropdowns"] if d["options"] > 1]
+    assert changing, "no Dropdown of the explorer has a second option"
+    for dropdown in changing:
+        assert dropdown["before"] and dropdown["after"], "no image visible around a Dropdown change"
+        assert dropdown["after"] != dropdown["before"]

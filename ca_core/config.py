@@ -193,10 +193,11 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
         return cls(**values)
     except (ValueError, TypeError) as err:  # the dataclass's own range checks (__post_init__)
         message = str(err)
-        field_name = message.split(":", 1)[0]
-        where = f"{path}.{field_name}" if field_name in fields else path
-        detail = message.split(":", 1)[1].strip() if field_name in fields else message
-        raise ConfigError(f"{where}: {detail}") from err
+        named = re.match(r"^(\w+)(:\s*|\s)", message)  # "epochs: must be ..." or "epochs must be ..."
+        if named and named.group(1) in fields:
+            detail = message[named.end():] if named.group(2).startswith(":") else message
+            raise ConfigError(f"{path}.{named.group(1)}: {detail}") from err
+        raise ConfigError(f"{path}: {message}") from err
 
 
 # ---------------------------------------------------------------------------------------------

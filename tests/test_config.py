@@ -1,0 +1,129 @@
+"""The profiles of _config.yml load, and every kind of mistake in them is a clear error naming its key."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from ca_core import config
+from ca_core.config import ConfigError, from_dict, load_all, load_profile, parse_profile
+from ca_core.data import ShapesConfig
+from ca_core.evaluation import EvalConfig
+from ca_core.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "_config.yml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return config.read_config(CONFIG)
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "_config.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_every_profile_validates_into_the_section_dataclasses():
+    profiles = load_all(CONFIG)
+    assert set(profiles) == {"smoke", "default", "imagenet"}
+    for p in profiles.values():
+        assert isinstance(p.train, TrainConfig) and isinstance(p.eval, EvalConfig) and p.models
+    assert isinstance(profiles["smoke"].data, ShapesConfig)
+    assert profiles["default"].data_kind == "shapes"
+    imagenet = profiles["imagenet"]
+    assert imagenet.data_kind == "folders" and imagenet.pretrained
+    assert imagenet.models == ["resnet50", "convnext_base"] and imagenet.data.image_size == 224
+
+
+def test_smoke_is_smaller_than_default():
+    p = load_all(CONFIG)
+    assert p["smoke"].data.train < p["default"].data.train
+    assert p["smoke"].data.test <= p["default"].data.test
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["train"].update(epochs="ten"), "profiles.smoke.train.epochs: expected int, got 'ten'"),
+    (lambda s: s["train"].update(epohcs=3), "profiles.smoke.train.epohcs: unknown key (did you mean 'epochs'?)"),
+    (lambda s: s["data"].update(image_size=8), "profiles.smoke.data.image_size:"),
+    (lambda s: s["data"].update(scale=[0.1]), "profiles.smoke.data.scale: expected 2 items, got 1"),
+    (lambda s: s["data"].update(kind="imgnet"), "profiles.smoke.data.kind: expected one of 'shapes', 'folders'"),
+    (lambda s: s["eval"].update(methods=["gradcam", "gradcam_pp"]), "profiles.smoke.eval.methods: unknown method 'gradcam_pp'"),
+    (lambda s: s["eval"].update(num_images=True), "profiles.smoke.eval.num_images: expected int | null, got True"),
+    (lambda s: s.update(models=["resnet_mimi"]), "profiles.smoke.models[0]: unknown timm model 'resnet_mimi' (did you mean 'resnet_mini'?)"),
+    (lambda s: s.update(model=["resnet_mini"]), "profiles.smoke.model: unknown key (did you mean 'models'?)"),
+    (lambda s: s.pop("eval"), "profiles.smoke: missing section(s) eval"),
+    (lambda s: s.update(pretrained="yes"), "profiles.smoke.pretrained: expected bool, got 'yes'"),
+])
+def test_mistakes_name_the_key(tmp_path, raw, edit, message):
+    data = copy.deepcopy(raw)
+    edit(data["profiles"]["smoke"])
+    with pytest.raises(ConfigError) as err:
+        load_profile("smoke", write(tmp_path, data))
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_unknown_profile_and_top_level_key(tmp_path, raw):
+    with pytest.raises(ConfigError, match=r"profiles.tiny: no such profile .* known: smoke, default, imagenet"):
+        load_profile("tiny", CONFIG)
+    with pytest.raises(ConfigError, match="profile: unknown top-level key"):
+        load_profile("smoke", write(tmp_path, {**raw, "profile": {}}))
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_profile("smoke", tmp_path / "missing.yml")
+
+
+def test_missing_data_path_is_an_error_naming_the_key_only_when_checked():
+    profile = load_profile("imagenet", CONFIG, check_paths=False)
+    assert not profile.data.train_root.exists()
+    with pytest.raises(ConfigError, match=r"profiles.imagenet.data.train_root: path '.*' does not exist"):
+        load_profile("imagenet", CONFIG)
+
+
+def test_scientific_notation_without_dot_reads_as_float(tmp_path, raw):
+    data = copy.deepcopy(raw)
+    data["profiles"]["smoke"]["train"]["weight_decay"] = "WD"
+    path = write(tmp_path, data)
+    path.write_text(path.read_text().replace("WD", "1e-4"))
+    assert load_profile("smoke", path).train.weight_decay == pytest.approx(1e-4)
+
+
+@dataclass
+class Nested:
+    """A schema exercising every supported hint."""
+
+    mode: Literal["a", "b"] = "a"
+    sizes: tuple[int, int] = (1, 2)
+    names: list[str] = field(default_factory=list)
+    table: dict[str, float] = field(default_factory=dict)
+    root: Path | None = None
+    inner: EvalConfig = field(default_factory=EvalConfig)
+
+
+def test_generic_validation_converts_and_reports_nested_paths():
+    value = from_dict(Nested, {"sizes": [3, 4], "table": {"x": 1}, "root": "data", "inner": {"methods": ["gradcam"]}}, "p")
+    assert value.sizes == (3, 4) and value.table == {"x": 1.0} and value.root == Path("data")
+    assert value.inner.methods == ("gradcam",)
+    for data, message in [
+        ({"mode": "c"}, "p.mode: expected 'a' | 'b', got 'c'"),
+        ({"table": {"x": "one"}}, "p.table.x: expected float, got 'one'"),
+        ({"names": ["ok", 3]}, "p.names[1]: expected str, got 3"),
+        ({"inner": {"batch_size": 0}}, "p.inner.batch_size: must be positive, got 0"),
+        ({"inner": 5}, "p.inner: expected a mapping of EvalConfig fields, got 5"),
+        ({"sizes": 3}, "p.sizes: expected tuple[int, int], got 3"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            from_dict(Nested, data, "p")
+        assert str(err.value).startswith(message), str(err.value)
+
+
+def test_profile_settings_roundtrip_through_parameters(raw):
+    """The pipeline injects the raw settings into the notebooks; they must give the same profile."""
+    settings = raw["profiles"]["smoke"]
+    assert config.from_parameters("smoke", settings) == parse_profile("smoke", settings)
+    assert config.from_parameters("smoke", None, CONFIG).train == parse_profile("smoke", settings).train

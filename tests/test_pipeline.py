@@ -1,0 +1,125 @@
+"""The papermill runner: parameters reach the notebooks, up-to-date steps are skipped, a change
+re-runs its step and everything after it, failures name the notebook and cell, times are recorded.
+
+The runner is exercised on tiny stand-in notebooks (a kernel start each, no torch); the real
+notebooks run end to end in tests/test_book.py (the smoke book).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ca_core import pipeline
+from ca_core.config import ConfigError
+from ca_core.pipeline import PipelineError, digest, is_up_to_date, source_digest, stamp_path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ("01_first", "02_second")
+
+
+def notebook(path: Path, body: str) -> None:
+    """A notebook with a ``parameters`` cell and one code cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('profile = "none"\nsettings = None', metadata={"tags": ["parameters"]})
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+WRITE = "import json, pathlib\npathlib.Path('{name}.out').write_text(json.dumps([profile, settings['models']]))"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with the real _config.yml and two stand-in notebooks."""
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "notebooks").mkdir()
+    for name in STEPS:
+        notebook(tmp_path / "notebooks" / f"{name}.ipynb", WRITE.format(name=name))
+    return tmp_path
+
+
+def run(project: Path, **kwargs) -> tuple[dict, list[str]]:
+    lines: list[str] = []
+    timings = pipeline.run("smoke", book=False, config=project / "_config.yml", steps=STEPS, log=lines.append, **kwargs)
+    return timings, lines
+
+
+def ran(lines: list[str]) -> list[str]:
+    """The steps a run executed, from its log lines."""
+    return [step for step in STEPS if any(f"{step}: done in" in line for line in lines)]
+
+
+def test_runs_skips_and_reruns_what_changed(project):
+    timings, lines = run(project)
+    assert ran(lines) == list(STEPS)
+    for step in STEPS:  # the profile's name and settings were injected, in the project folder
+        assert json.loads((project / f"{step}.out").read_text()) == ["smoke", ["resnet_mini", "convnext_mini"]]
+        out = nbformat.read(project / "book/generated" / f"{step}.ipynb", as_version=4)
+        assert "injected-parameters" in out.cells[1].metadata.get("tags", [])
+        assert timings["steps"][step]["status"] == "ran" and timings["steps"][step]["seconds"] > 0
+    first_seconds = timings["steps"]["02_second"]["seconds"]
+
+    timings, lines = run(project)  # nothing changed: everything skipped, measured times kept
+    assert ran(lines) == [] and all("up to date" in line for line in lines)
+    assert timings["steps"]["02_second"] == {**timings["steps"]["02_second"], "seconds": first_seconds}
+    assert json.loads((project / "runs/smoke/timings.json").read_text())["steps"]["02_second"]["status"].startswith("up to date")
+
+    notebook(project / "notebooks/02_second.ipynb", WRITE.format(name="02_second") + "\n1 + 1")
+    assert ran(run(project)[1]) == ["02_second"]  # only the changed step
+    notebook(project / "notebooks/01_first.ipynb", WRITE.format(name="01_first") + "\n2 + 2")
+    assert ran(run(project)[1]) == list(STEPS)  # a change upstream re-runs what follows
+    assert ran(run(project, force=True)[1]) == list(STEPS)
+
+    config = project / "_config.yml"
+    config.write_text(config.read_text().replace("seed: 0", "seed: 1", 1))
+    assert ran(run(project)[1]) == list(STEPS)  # another profile setting
+
+
+def test_failure_names_notebook_and_cell_and_leaves_no_stamp(project):
+    notebook(project / "notebooks/02_second.ipynb", "x = 1\nraise RuntimeError('broken on purpose')")
+    with pytest.raises(PipelineError) as err:
+        run(project)
+    message = str(err.value)
+    assert "02_second.ipynb failed in cell" in message and "'x = 1'" in message
+    assert "RuntimeError: broken on purpose" in message
+    assert not stamp_path(project / "book/generated/02_second.ipynb").exists()
+    assert is_up_to_date(project / "book/generated/01_first.ipynb",
+                         json.loads(stamp_path(project / "book/generated/01_first.ipynb").read_text())["key"])
+
+
+def test_invalid_profile_fails_before_any_notebook_runs(project):
+    config = project / "_config.yml"
+    config.write_text(config.read_text().replace(" epochs:", " epocs:", 1))
+    with pytest.raises(ConfigError, match=r"profiles\.smoke\.train\.epocs: unknown key \(did you mean 'epochs'\?\)"):
+        pipeline.run("smoke", book=False, config=config, steps=STEPS, log=lambda _: None)
+    assert not (project / "book/generated").exists()
+    assert pipeline.main(["--profile", "imagenet", "--config", str(config), "--no-book"]) == 1
+
+
+def test_code_digest_tracks_every_source_file(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "a.py").write_text("A = 1\n")
+    (package / "sub" / "b.py").write_text("B = 1\n")
+    before = source_digest(package)
+    (package / "sub" / "b.py").write_text("B = 2\n")
+    assert source_digest(package) != before
+    assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+
+
+def test_real_notebooks_are_parameterised_and_thin():
+    names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert tuple(names) == pipeline.STEPS
+    for name in names:
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and "profile =" in tagged[0].source and "settings =" in tagged[0].source, name
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "matplotlib.use" not in code and "import ca_core" not in code.replace("from ca_core", ""), name
+        assert all(len(c.source.splitlines()) <= 12 for c in nb.cells if c.cell_type == "code"), name
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name}: outputs committed"

@@ -1,0 +1,103 @@
+"""The evaluation loop saves per-image results atomically and resumes; the report turns them into
+the paper's tables with the paper's numbers beside them and a verdict per claim."""
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ca_core import build_model, paper, report
+from ca_core.data import ShapesConfig, shapes_dataset
+from ca_core.evaluation import EvalConfig, evaluate_model, images_for, load_predictions, load_results
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> types.SimpleNamespace:
+    """GAP and CA resnet_mini (untrained) evaluated on 3 test images of 32 px, one image per chunk."""
+    torch.manual_seed(0)
+    test = shapes_dataset(ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6), "test", root=None)
+    cfg = EvalConfig(methods=("attention", "gradcam"), num_images=3, batch_size=2, chunk_size=1, n_boot=100)
+    run_dir = tmp_path_factory.mktemp("run")
+    gap = build_model("resnet_mini", "gap", num_classes=4)
+    models = {"gap": gap, "ca": build_model(gap, "ca")}
+    for pooling, model in models.items():
+        evaluate_model(model, pooling, test, cfg, run_dir / "eval/resnet_mini" / pooling, "key-1", progress=False)
+    return types.SimpleNamespace(run_dir=run_dir, models=["resnet_mini"], eval=cfg, test=test, nets=models)
+
+
+def test_results_are_per_image_and_complete(run):
+    files = sorted(p.relative_to(run.run_dir / "eval").as_posix() for p in (run.run_dir / "eval").rglob("*.npz"))
+    assert files == [f"resnet_mini/ca/{m}/part-0000{i}.npz" for m in ("attention", "gradcam") for i in range(3)] + [
+        "resnet_mini/ca/predictions.npz"] + [f"resnet_mini/gap/gradcam/part-0000{i}.npz" for i in range(3)] + [
+        "resnet_mini/gap/predictions.npz"]  # no raw attention for GAP
+    res = load_results(run.run_dir, "resnet_mini", "ca", "gradcam")
+    assert res["index"].tolist() == [0, 1, 2] and res["maps"].shape == (3, 4, 4)
+    assert res["label"].tolist() == [run.test[i][1] for i in range(3)]
+    for key in ("ad", "ag", "ai", "insertion", "deletion", "pointing", "energy"):
+        assert res[key].shape == (3,) and np.all((res[key] >= 0) & (res[key] <= 1)), key
+    assert res["insertion_curve"].shape[0] == 3
+    pred = load_predictions(run.run_dir, "resnet_mini", "gap")
+    assert len(pred["correct"]) == len(run.test)  # accuracy on the whole test split
+
+
+def test_resumes_and_recomputes_only_for_another_fingerprint(run):
+    folder = run.run_dir / "eval/resnet_mini/ca"
+    part = folder / "gradcam/part-00001.npz"
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npz")}
+    part.unlink()  # an interrupted run: one chunk missing
+    evaluate_model(run.nets["ca"], "ca", run.test, run.eval, folder, "key-1", progress=False)
+    after = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npz")}
+    assert [p for p in after if after[p] != before.get(p)] == [part]
+    evaluate_model(run.nets["ca"], "ca", run.test, run.eval, folder, "key-2", progress=False)
+    assert all(p.stat().st_mtime_ns != after[p] for p in folder.rglob("*.npz"))
+    assert not list(folder.rglob("*.tmp"))
+
+
+def test_tables_put_the_paper_beside_this_run(run):
+    rows = report.interpretability_table(run)
+    ours = [r for r in rows if r["Source"].startswith("this run")]
+    theirs = [r for r in rows if r["Source"].startswith("paper (ResNet-50")]
+    assert [(r["Method"], r["Pooling"]) for r in ours] == [("Raw attention", "CA"), ("Grad-CAM", "GAP"), ("Grad-CAM", "CA")]
+    assert [r["AG↑"] for r in theirs] == [17.56, 22.67]  # Table 1, ResNet-50 Grad-CAM GAP / CA
+    assert all(r["AD↓"].count("[") == 1 for r in ours)
+    claims = report.claims_table(run)
+    assert {r["Claim"] for r in claims} == {text for text, _, _ in paper.CLAIMS}
+    assert all(r["Holds here?"] in ("holds", "not significant", "no: opposite, significant", "no: significantly lower")
+               for r in claims)
+    accuracy = report.accuracy_table(run)
+    assert accuracy[0]["Paper GAP"] == 74.55 and accuracy[0]["Test images"] == 6
+    assert "| Backbone |" in report.markdown_table(accuracy)
+
+
+@pytest.mark.parametrize("kind, direction, test, expected", [
+    ("improves", "up", dict(lo=1.0, hi=3.0, p=0.01), "holds"),
+    ("improves", "up", dict(lo=1.0, hi=3.0, p=0.20), "not significant"),
+    ("improves", "down", dict(lo=1.0, hi=3.0, p=0.01), "no: opposite, significant"),
+    ("worse", "down", dict(lo=1.0, hi=3.0, p=0.01), "holds"),
+    ("kept", "up", dict(lo=-3.0, hi=1.0, p=0.4), "holds"),
+    ("kept", "up", dict(lo=-3.0, hi=-1.0, p=0.01), "no: significantly lower"),
+])
+def test_verdicts(kind, direction, test, expected):
+    assert report.verdict(kind, direction, test) == expected
+
+
+def test_eval_config_checks_and_caps():
+    with pytest.raises(ValueError, match="methods: unknown method 'gradcam_pp'"):
+        EvalConfig(methods=("gradcam_pp",))
+    with pytest.raises(ValueError, match="method_images"):
+        EvalConfig(methods=("gradcam",), method_images={"scorecam": 5})
+    cfg = EvalConfig(num_images=100, method_images={"scorecam": 40})
+    assert (images_for("scorecam", cfg, 500), images_for("gradcam", cfg, 500), images_for("gradcam", cfg, 30)) == (40, 100, 30)
+
+
+def test_paper_tables_are_complete():
+    assert len(paper.TABLE1) == 12 and set(paper.ACCURACY) == set(paper.BACKBONE_LABELS)
+    for (backbone, method, pooling), row in paper.TABLE1.items():
+        assert list(row) == list(paper.METRICS) and method in paper.METHOD_LABELS and pooling in ("gap", "ca")
+    assert paper.paper_value("resnet50", "scorecam", "ca", "ai") == 54.20
+    assert paper.paper_value("resnet50", "attention", "ca", "ai") is None

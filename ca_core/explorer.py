@@ -38,7 +38,10 @@ class StackExplorer(widgets.VBox):
     ) -> None:
         self.options = _key_options(images, labels, captions or {})
         self.dropdowns = tuple(
-            widgets.Dropdown(options=values, index=0, description=label)
+            widgets.Dropdown(
+                options=values, index=0, description=label,
+                style={"description_width": "initial"}, layout=widgets.Layout(width="auto", margin="2px 1.5em 2px 0"),
+            )
             for label, values in zip(labels, self.options)
         )
         levels: list[list[widgets.Stack]] = [[] for _ in labels]
@@ -48,7 +51,8 @@ class StackExplorer(widgets.VBox):
             for dropdown, stacks in zip(self.dropdowns, levels)
             for stack in stacks
         )
-        super().__init__([widgets.HBox(list(self.dropdowns)), root])
+        controls = widgets.HBox(list(self.dropdowns), layout=widgets.Layout(flex_flow="row wrap"))
+        super().__init__([controls, root])
 
 
 def stack_explorer(

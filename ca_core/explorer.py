@@ -39,8 +39,8 @@ class StackExplorer(widgets.VBox):
         self.options = _key_options(images, labels, captions or {})
         self.dropdowns = tuple(
             widgets.Dropdown(
-                options=values, index=0, description=label,
-                style={"description_width": "initial"}, layout=widgets.Layout(width="auto", margin="2px 1.5em 2px 0"),
+                options=values, index=0, description=label, style={"description_width": "initial"},
+                layout=widgets.Layout(width="auto", margin="2px 1.5em 2px 0"),
             )
             for label, values in zip(labels, self.options)
         )
@@ -85,10 +85,14 @@ def _key_options(
 ) -> list[list[str]]:
     """Check the keys against the labels and return each position's values in first-seen order."""
     if not labels or not images:
-        raise ValueError(f"stack_explorer needs labels and images, got {len(labels)} labels and {len(images)} images")
+        raise ValueError(
+            f"stack_explorer needs labels and images, got {len(labels)} labels and {len(images)} images"
+        )
     for key, value in images.items():
         if not isinstance(key, tuple) or len(key) != len(labels) or not all(isinstance(k, str) for k in key):
-            raise ValueError(f"image key {key!r} must be a tuple of {len(labels)} strings, one per label {list(labels)}")
+            raise ValueError(
+                f"image key {key!r} must be a tuple of {len(labels)} strings, one per label {list(labels)}"
+            )
         if not isinstance(value, bytes):
             raise ValueError(f"image {key!r} must be PNG bytes, got {type(value).__name__}")
     options = [list(dict.fromkeys(key[i] for key in images)) for i in range(len(labels))]

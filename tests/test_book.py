@@ -35,7 +35,8 @@ def project_copy(root: Path) -> Path:
     """Copy the config, notebooks and book sources to ``root``; the built assets are linked."""
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     shutil.copytree(REPO / "notebooks", root / "notebooks")
-    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build", "generated", "_assets"))
+    skip = shutil.ignore_patterns("_build", "generated", "_assets")
+    shutil.copytree(REPO / "book", root / "book", ignore=skip)
     (root / "book/_assets").symlink_to(REPO / "book/_assets", target_is_directory=True)
     return root
 
@@ -56,8 +57,8 @@ def book(tmp_path_factory) -> dict:
     if missing:
         pytest.fail("missing: " + ", ".join(missing))
     root = project_copy(tmp_path_factory.mktemp("project"))
-    run([sys.executable, "-m", "ca_core.pipeline", "--profile", "smoke", "--config", str(root / "_config.yml")],
-        cwd=root, timeout=900)
+    config = str(root / "_config.yml")
+    run([sys.executable, "-m", "ca_core.pipeline", "--profile", "smoke", "--config", config], cwd=root, timeout=900)
     html = root / "book/_build/html"
     notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("0*.ipynb"))
     pages = STATIC_PAGES + [f"generated/{name}.html" for name in notebooks]
@@ -84,7 +85,8 @@ def test_every_notebook_is_a_page_and_no_script_fails(book):
 def test_no_request_leaves_the_machine(book):
     assert book["requests"]["external"] == []
     served = book["requests"]["local"]
-    for asset in ("_static/widgets/require.js", "_static/widgets/embed-amd.js", "_static/widgets/mathjax/tex-chtml.js"):
+    for asset in ("require.js", "embed-amd.js", "mathjax/tex-chtml.js"):
+        asset = f"_static/widgets/{asset}"
         assert any(asset in url for url in served), f"{asset} was never requested from the book"
 
 

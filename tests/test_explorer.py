@@ -1,5 +1,7 @@
 """Structure of the kernel-free explorer: nested Stacks, browser-side links, clear key errors."""
 
+from itertools import product
+
 import ipywidgets as widgets
 import pytest
 
@@ -10,8 +12,6 @@ PNG = b"\x89PNG fake"
 
 def grid(*options: list[str]) -> dict[tuple[str, ...], bytes]:
     """One distinct fake image per combination of the options."""
-    from itertools import product
-
     return {key: PNG + "/".join(key).encode() for key in product(*options)}
 
 
@@ -48,7 +48,8 @@ def test_each_dropdown_is_linked_to_every_stack_at_its_level():
         assert all(attr == "selected_index" and isinstance(stack, widgets.Stack) for stack, attr in targets)
         assert all(len(stack.children) == len(dropdown.options) for stack, _ in targets)
         assert len({id(stack) for stack, _ in targets}) == [1, 2, 4][level]
-    assert all(isinstance(link, widgets.widget_link.Link) and link.source[1] == "index" for link in explorer.links)
+    assert all(isinstance(link, widgets.widget_link.Link) for link in explorer.links)
+    assert all(link.source[1] == "index" for link in explorer.links)
 
 
 def test_captions_are_html_under_their_image():
@@ -68,7 +69,8 @@ def test_captions_are_html_under_their_image():
         ({("a", "x"): PNG, ("a",): PNG}, ["image", "method"], None, r"\('a',\) must be a tuple of 2 strings"),
         ({("a", 1): PNG}, ["image", "method"], None, "must be a tuple of 2 strings"),
         ({("a",): "not bytes"}, ["image"], None, r"image \('a',\) must be PNG bytes, got str"),
-        ({("a", "x"): PNG, ("b", "y"): PNG}, ["image", "method"], None, r"2 option combinations have no image, e.g. \('a', 'y'\)"),
+        ({("a", "x"): PNG, ("b", "y"): PNG}, ["image", "method"], None,
+         r"2 option combinations have no image, e.g. \('a', 'y'\)"),
         (grid(["a"]), ["image"], {("b",): "?"}, r"caption key \('b',\) has no image"),
     ],
 )

@@ -23,6 +23,7 @@ from .models import build_model, default_device, load_model
 
 SHAPES_ROOT = Path("data/shapes")
 STAGES = ("gap", "ca")
+CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,8 +87,8 @@ def checkpoint_path(profile, backbone: str, stage: str) -> Path:
 
 def checkpoints(profile, backbone: str, pooling: str) -> list[Path]:
     """The checkpoint files a trained model of this pooling is made of (backbone first)."""
-    stages = ["ca"] if profile.pretrained else ["gap", "ca"]
-    return [checkpoint_path(profile, backbone, s) for s in stages[: stages.index(pooling) + 1]] if pooling in stages else []
+    trained_gap = [] if profile.pretrained else [checkpoint_path(profile, backbone, "gap")]
+    return trained_gap + ([checkpoint_path(profile, backbone, "ca")] if pooling == "ca" else [])
 
 
 def build(profile, backbone: str, pooling: str) -> nn.Module:
@@ -144,12 +145,8 @@ def train_logs(profile) -> dict[str, list[dict[str, Any]]]:
 
 
 def curve_keys(logs: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """The numeric quantities logged per epoch (losses, accuracies), in first-seen order."""
-    keys: dict[str, None] = {}
-    for records in logs.values():
-        for r in records:
-            keys.update({k: None for k, v in r.items() if k != "epoch" and isinstance(v, (int, float))})
-    return list(keys)
+    """The losses and accuracies that the logs record per epoch, in :data:`CURVES` order."""
+    return [k for k in CURVES if any(k in r for records in logs.values() for r in records)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,6 +94,20 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
         )
     except papermill.PapermillExecutionError as err:
         raise PipelineError(failure_message(notebook, output, err)) from None
+    hide_injected_parameters(output)
+
+
+def hide_injected_parameters(output: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the book shows the profile on its
+    reproduction page, not as a long dict at the top of every chapter."""
+    import nbformat
+
+    nb = nbformat.read(output, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    atomic_write(output, lambda tmp: nbformat.write(nb, tmp))
 
 
 class Timings:

@@ -60,7 +60,7 @@ def test_runs_skips_and_reruns_what_changed(project):
     for step in STEPS:  # the profile's name and settings were injected, in the project folder
         assert json.loads((project / f"{step}.out").read_text()) == ["smoke", ["resnet_mini", "convnext_mini"]]
         out = nbformat.read(project / "book/generated" / f"{step}.ipynb", as_version=4)
-        assert "injected-parameters" in out.cells[1].metadata.get("tags", [])
+        assert {"injected-parameters", "remove-cell"} <= set(out.cells[1].metadata.get("tags", []))
         assert timings["steps"][step]["status"] == "ran" and timings["steps"][step]["seconds"] > 0
     first_seconds = timings["steps"]["02_second"]["seconds"]
 

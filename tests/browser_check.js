@@ -72,9 +72,10 @@ async function inspect(page, url, shot) {
   await page.goto(url, { waitUntil: "load" });
   await page.waitForTimeout(500);
   const hasWidgetState = await page.$('script[type="application/vnd.jupyter.widget-state+json"]') !== null;
-  if (hasWidgetState) {
-    await page.waitForSelector(".jupyter-widgets select, .jupyter-widgets img", { timeout: 20000 }).catch(() => {});
-  }
+  // The widget manager puts a .widget-subarea before each displayed view once it has rendered it.
+  await page.waitForFunction(() => document.querySelectorAll(".widget-subarea").length >=
+    document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length,
+  null, { timeout: 20000 }).catch(() => {});
   const report = {
     title: await page.title(),
     tables: await page.$$eval("table", (ts) => ts.map((t) => ({
@@ -84,6 +85,8 @@ async function inspect(page, url, shot) {
     math: await page.$$eval("mjx-container", (m) => m.length),
     rawMath: await page.$$eval(".math", (m) => m.length),
     hasWidgetState,
+    views: await page.$$eval('script[type="application/vnd.jupyter.widget-view+json"]', (v) => v.length),
+    rendered: await page.$$eval(".widget-subarea", (r) => r.length),
     widgets: await page.$$eval(".jupyter-widgets", (w) => w.length),
     images: (await visibleImages(page)).length,
   };

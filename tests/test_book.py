@@ -82,6 +82,11 @@ def test_every_notebook_is_a_page_and_no_script_fails(book):
     assert book["errors"] == []
 
 
+def test_every_saved_widget_view_is_rendered_without_a_kernel(book):
+    for name, page in book["pages"].items():
+        assert page["rendered"] == page["views"], f"{name}: {page['rendered']} of {page['views']} widget views shown"
+
+
 def test_no_request_leaves_the_machine(book):
     assert book["requests"]["external"] == []
     served = book["requests"]["local"]

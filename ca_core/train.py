@@ -65,8 +65,8 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    gap_epochs: int = 30
-    gap_lr: float = 2e-3
+    gap_epochs: int = 5
+    gap_lr: float = 3e-3
     gap_weight_decay: float = 0.05
     batch_size: int = 256
     eval_batch_size: int = 256
@@ -207,10 +207,14 @@ def write_state(out_dir: Path, state: dict[str, Any]) -> None:
 # Evaluation
 
 
-def _batches(loader: DataLoader, device: torch.device):
-    """(images, labels) on ``device`` from batches that may also carry masks."""
+def _batches(loader: DataLoader, device: torch.device, num_classes: int | None = None):
+    """(images, labels) on ``device`` from batches that may also carry masks; labels checked on the CPU."""
     for batch in loader:
-        yield batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        labels = torch.as_tensor(batch[1])
+        if num_classes is not None and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(f"a batch holds labels {labels.unique().tolist()}; a model with {num_classes} "
+                             f"classes needs 0..{num_classes - 1}")
+        yield batch[0].to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 @torch.no_grad()
@@ -227,7 +231,7 @@ def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_work
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
     preds, losses, labels = [], [], []
     with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-        for images, target in _batches(loader, device):
+        for images, target in _batches(loader, device, num_classes_of(model)):
             logits = model(images).float()
             preds.append(logits.argmax(1))
             losses.append(F.cross_entropy(logits, target, reduction="none"))
@@ -324,12 +328,9 @@ def train(
         net.train()
         sums = torch.zeros(3, device=device)  # loss sum, correct, images
         loader = _loader(train_set, cfg, epoch, device)
-        batches = tqdm(_batches(loader, device), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
+        batches = tqdm(_batches(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
                        disable=not (progress and rank == 0), leave=False)
         for images, labels in batches:
-            if labels.min() < 0 or labels.max() >= classes:
-                raise ValueError(f"a training batch holds labels {labels.unique().tolist()}; a model with {classes} "
-                                 f"classes needs 0..{classes - 1}")
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 logits = net(images)
                 loss = F.cross_entropy(logits.float(), labels)
@@ -401,7 +402,10 @@ def build_for_stage(backbone: str, stage: str, num_classes: int, pretrained: boo
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m ca_core.train``: one stage of one backbone on a profile's data (also under torchrun)."""
+    """``python -m ca_core.train``: one stage of one backbone on a profile's data (also under torchrun).
+
+    Prints the result of :func:`train` as JSON, with the test accuracy once the stage is finished.
+    """
     from . import config, data
 
     parser = argparse.ArgumentParser(prog="python -m ca_core.train", description=main.__doc__)
@@ -423,7 +427,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     profile = config.load_profile(args.profile, args.config)
     cfg = dataclasses.replace(profile.train, **parse_overrides(args.set))
     if profile.data_kind == "shapes":
-        sets = {s: data.shapes_dataset(profile.data, s, root=args.shapes_root) for s in ("train", "val")}
+        sets = {s: data.shapes_dataset(profile.data, s, root=args.shapes_root) for s in ("train", "val", "test")}
     else:
         spec = profile.data
         sets = data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
@@ -434,6 +438,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model = build_for_stage(args.backbone, args.stage, profile.data.num_classes, pretrained, args.gap_checkpoint)
     result = train(cfg, model, sets["train"], sets["val"], args.out, stage=args.stage,
                    progress=not args.no_progress, until_epoch=args.until_epoch)
+    if result["epochs_done"] == result["epochs"]:
+        result["test_acc"] = accuracy(model, sets["test"], cfg.eval_batch_size)
     if distributed.is_main():
         print(json.dumps(result))
     return result

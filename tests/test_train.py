@@ -79,7 +79,7 @@ def test_finished_run_is_not_retrained_and_changed_settings_are_refused(tmp_path
     again = train(cfg, fresh, sets["train"], sets["val"], tmp_path, stage="gap", progress=False)
     assert again["epochs_done"] == 1
     assert all(torch.equal(v, trained[k]) for k, v in fresh.state_dict().items())
-    with pytest.raises(ValueError, match=r"gap_lr: 0.002 -> 0.5"):
+    with pytest.raises(ValueError, match=r"gap_lr: 0.003 -> 0.5"):
         train(TrainConfig(epochs=1, gap_epochs=1, batch_size=16, gap_lr=0.5), _gap(), sets["train"], sets["val"],
               tmp_path, stage="gap", progress=False)
 

@@ -55,12 +55,12 @@ class ShapesConfig:
     seed: int = 0
     image_size: int = 56
     num_classes: int = 10
-    train: int = 5000
+    train: int = 4000
     val: int = 500
     test: int = 1000
-    scale: tuple[float, float] = (0.2, 0.34)
-    distractors: tuple[int, int] = (1, 4)
-    texture: float = 0.5
+    scale: tuple[float, float] = (0.24, 0.38)
+    distractors: tuple[int, int] = (1, 3)
+    texture: float = 0.35
     noise: float = 0.04
 
     def __post_init__(self) -> None:

@@ -44,7 +44,6 @@ class FolderData:
     num_classes: int = 1000
     image_size: int = 224
     resize: int = 256
-    eval_images: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_classes", "image_size", "resize"):
@@ -225,9 +224,9 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     missing = [k for k in ("data", "models", "train", "eval") if k not in settings]
     if missing:
         raise ConfigError(f"{path}: missing section(s) {', '.join(missing)}")
-    data_settings = dict(settings["data"]) if isinstance(settings["data"], Mapping) else settings["data"]
-    if not isinstance(data_settings, dict):
-        raise ConfigError(f"{path}.data: expected a mapping, got {data_settings!r}")
+    if not isinstance(settings["data"], Mapping):
+        raise ConfigError(f"{path}.data: expected a mapping, got {settings['data']!r}")
+    data_settings = dict(settings["data"])
     kinds = data_kinds()
     kind = data_settings.pop("kind", "shapes")
     if kind not in kinds:
@@ -252,10 +251,8 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
 
 
 def _check_backbones(models: list[str], path: str) -> None:
-    """Every backbone must be a model timm knows (ca_core registers its small ones on import)."""
+    """Every backbone must be a model timm knows (``ca_core.models`` registers the mini ones on import)."""
     import timm
-
-    from . import models as _registers_minis  # noqa: F401  (timm registrations)
 
     for i, name in enumerate(models):
         if not timm.is_model(name):

@@ -185,6 +185,17 @@ def results_inventory(profile) -> list[Row]:
     return rows
 
 
+def resolved_settings(profile) -> dict[str, Any]:
+    """The profile with every default filled in, as plain JSON-able data: what this run used."""
+    import json
+    from dataclasses import asdict
+
+    settings = {"description": profile.description, "models": profile.models, "pretrained": profile.pretrained,
+                "data": {"kind": profile.data_kind, **asdict(profile.data)},
+                "train": asdict(profile.train), "eval": asdict(profile.eval)}
+    return json.loads(json.dumps(settings, default=str))
+
+
 def seeds_table(profile) -> list[Row]:
     """Every ``seed`` field of the profile's sections (data generation, training, bootstrap)."""
     from dataclasses import fields, is_dataclass

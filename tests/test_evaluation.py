@@ -3,7 +3,6 @@ the paper's tables with the paper's numbers beside them and a verdict per claim.
 from __future__ import annotations
 
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest

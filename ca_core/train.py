@@ -65,7 +65,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    gap_epochs: int = 5
+    gap_epochs: int = 10
     gap_lr: float = 3e-3
     gap_weight_decay: float = 0.05
     batch_size: int = 256

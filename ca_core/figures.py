@@ -59,8 +59,11 @@ def sample_grid(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray], titles:
 
 def training_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str]) -> Figure:
     """One panel per logged quantity (e.g. ``train_loss``, ``val_acc``) against epoch, one line per run."""
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    rows = -(-len(keys) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(9, 3.2 * rows), squeeze=False)
+    for ax in axes.ravel()[len(keys):]:
+        ax.set_axis_off()
+    for ax, key in zip(axes.ravel(), keys):
         for label, records in logs.items():
             points = [(r["epoch"], r[key]) for r in records if key in r and "epoch" in r]
             if points:
@@ -68,7 +71,7 @@ def training_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Seq
         ax.set_xlabel("epoch")
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -92,6 +92,15 @@ def methods_for(pooling: str, cfg: EvalConfig) -> tuple[str, ...]:
     return tuple(m for m in cfg.methods if pooling == "ca" or m != "attention")
 
 
+def settings(profile) -> Iterator[tuple[str, str, str]]:
+    """Every evaluated ``(backbone, method, pooling)``, in the order of the paper's Table 1."""
+    for backbone in profile.models:
+        for method in profile.eval.methods:
+            for pooling in POOLINGS:
+                if method in methods_for(pooling, profile.eval):
+                    yield backbone, method, pooling
+
+
 def method_options(method: str, cfg: EvalConfig) -> dict[str, Any]:
     """Keyword arguments of :func:`ca_core.saliency.explain` for ``method``."""
     if method == "scorecam":

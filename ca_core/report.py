@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import paper
-from .evaluation import load_predictions, load_results, methods_for
+from .evaluation import load_predictions, load_results, settings
 
 Row = dict[str, Any]
 
@@ -86,20 +86,16 @@ def interpretability_table(profile) -> list[Row]:
     from .metrics import summarize
 
     cfg, rows = profile.eval, []
-    for backbone in profile.models:
-        for method in cfg.methods:
-            for pooling in ("gap", "ca"):
-                if method not in methods_for(pooling, cfg):
-                    continue
-                res = load_results(profile.run_dir, backbone, pooling, method)
-                head = {"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
-                        "Source": f"this run ({len(res['label'])} images)"}
-                rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
-                                    for m in paper.METRICS})
-                ref = paper.TABLE1.get((paper_backbone(backbone), method, pooling))
-                if ref:
-                    rows.append({"Backbone": "", "Method": "", "Pooling": "", "Source": _paper_source(backbone)}
-                                | {paper.METRIC_LABELS[m]: ref[m] for m in paper.METRICS})
+    for backbone, method, pooling in settings(profile):
+        res = load_results(profile.run_dir, backbone, pooling, method)
+        head = {"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
+                "Source": f"this run ({len(res['label'])} images)"}
+        rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
+                            for m in paper.METRICS})
+        ref = paper.TABLE1.get((paper_backbone(backbone), method, pooling))
+        if ref:
+            rows.append({"Backbone": "", "Method": "", "Pooling": "", "Source": _paper_source(backbone)}
+                        | {paper.METRIC_LABELS[m]: ref[m] for m in paper.METRICS})
     return rows
 
 
@@ -157,31 +153,25 @@ def localisation_table(profile) -> list[Row]:
     from .metrics import summarize
 
     cfg, rows = profile.eval, []
-    for backbone in profile.models:
-        for method in cfg.methods:
-            for pooling in ("gap", "ca"):
-                if method not in methods_for(pooling, cfg):
-                    continue
-                res = load_results(profile.run_dir, backbone, pooling, method)
-                if "pointing" not in res:
-                    return []  # data without masks (ImageNet): no localisation table
-                rows.append({"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
-                             "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
-                             "Energy in mask ↑": ci(summarize(res["energy"], cfg.n_boot, cfg.seed))})
+    for backbone, method, pooling in settings(profile):
+        res = load_results(profile.run_dir, backbone, pooling, method)
+        if "pointing" not in res:
+            return []  # data without masks (ImageNet): no localisation table
+        rows.append({"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
+                     "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
+                     "Energy in mask ↑": ci(summarize(res["energy"], cfg.n_boot, cfg.seed))})
     return rows
 
 
 def results_inventory(profile) -> list[Row]:
     """What the evaluation saved: one row per backbone x pooling x method, with its image count and folder."""
     rows = []
-    for backbone in profile.models:
-        for pooling in ("gap", "ca"):
-            for method in methods_for(pooling, profile.eval):
-                res = load_results(profile.run_dir, backbone, pooling, method)
-                folder = profile.run_dir / "eval" / backbone / pooling / method
-                rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
-                             "Images": len(res["label"]), "Per-image values": ", ".join(k for k in res if k != "index"),
-                             "Folder": f"`{folder}`"})
+    for backbone, method, pooling in settings(profile):
+        res = load_results(profile.run_dir, backbone, pooling, method)
+        folder = profile.run_dir / "eval" / backbone / pooling / method
+        rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
+                     "Images": len(res["label"]), "Per-image values": ", ".join(k for k in res if k != "index"),
+                     "Folder": f"`{folder}`"})
     return rows
 
 

@@ -13,26 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from typing import Callable
 
 import torch
 
 from ca_core import build_model
+from timing import best_time
 from ca_core.metrics import PROTOCOLS, blur, blur_kernel, causal_curves, confidence_metrics, get_protocol
 from ca_core.metrics.confidence import mask_images, masked_probs
 from ca_core.metrics.evaluate import normalisation
 from ca_core.metrics.scoring import chunks, class_scores
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Shortest wall time of ``repeats`` calls, and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def best_batch_size(model, size: int, batch_sizes: list[int], repeats: int) -> int:

@@ -14,24 +14,15 @@ from __future__ import annotations
 import argparse
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
 
 from ca_core import build_model
+from timing import best_time
 from ca_core.saliency import explain, upsample
 from ca_core.saliency.base import resolve_layer
-
-
-def seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
-    """Best wall time of ``repeats`` calls, and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -88,18 +79,18 @@ def main() -> None:
     rows = []
     for name, cam_class in (("gradcam", GradCAM), ("gradcampp", GradCAMPlusPlus)):
         explain(model, cam_x[:1], name), theirs(cam_class, model, layer, cam_x[:1])  # warm-up
-        t_ours, ours_maps = seconds(lambda: explain(model, cam_x, name, batch_size=len(cam_x)), args.repeats)
-        t_theirs, their_maps = seconds(lambda: theirs(cam_class, model, layer, cam_x), args.repeats)
+        t_ours, ours_maps = best_time(lambda: explain(model, cam_x, name, batch_size=len(cam_x)), args.repeats)
+        t_theirs, their_maps = best_time(lambda: theirs(cam_class, model, layer, cam_x), args.repeats)
         rows.append((name, len(cam_x), t_ours, t_theirs, correlation(upsample(ours_maps, args.size), their_maps)))
 
     per_image = forward_seconds_per_image(model, args.size, args.batch_sizes, images_per_size=2 * max(args.batch_sizes))
     best = min(per_image, key=per_image.get)
     with counting(model) as ours_count:
-        t_ours, ours_maps = seconds(
+        t_ours, ours_maps = best_time(
             lambda: explain(model, score_x, "scorecam", variant="pytorch_grad_cam", batch_size=best), 1
         )
     with counting(model) as their_count:
-        t_theirs, their_maps = seconds(lambda: theirs(ScoreCAM, model, layer, score_x, batch_size=best), 1)
+        t_theirs, their_maps = best_time(lambda: theirs(ScoreCAM, model, layer, score_x, batch_size=best), 1)
     rows.append(("scorecam", len(score_x), t_ours, t_theirs, correlation(upsample(ours_maps, args.size), their_maps)))
 
     print(f"\n{'method':<10} {'images':>6} {'ours s/img':>11} {'theirs s/img':>13} {'ours/theirs':>12} {'map corr':>9}")

@@ -130,8 +130,18 @@ class Timings:
         write_json(self.path, self.data)
 
 
+WIDGET_ASSET = "_assets/widgets/embed-amd.js"  # copied by book/install_assets.sh
+
+
 def build_book(book_dir: Path = BOOK_DIR) -> float:
-    """Run ``jupyter-book build``; return its seconds or raise :class:`PipelineError` with its output."""
+    """Run ``jupyter-book build``; return its seconds or raise :class:`PipelineError` with its output.
+
+    The book serves its widget JavaScript itself (offline); without those files the explorers
+    would silently render as nothing, so their absence is an error.
+    """
+    widgets = book_dir / WIDGET_ASSET
+    if not widgets.is_file():
+        raise PipelineError(f"{widgets} is missing: run `make assets` (npm packages the book serves) first")
     start = time.perf_counter()
     jb = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run([str(jb), "build", str(book_dir)], capture_output=True, text=True)

@@ -123,3 +123,9 @@ def test_real_notebooks_are_parameterised_and_thin():
         assert "matplotlib.use" not in code and "import ca_core" not in code.replace("from ca_core", ""), name
         assert all(len(c.source.splitlines()) <= 12 for c in nb.cells if c.cell_type == "code"), name
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name}: outputs committed"
+
+
+def test_book_build_without_widget_assets_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    with pytest.raises(PipelineError, match="embed-amd.js is missing: run `make assets`"):
+        pipeline.build_book(tmp_path)

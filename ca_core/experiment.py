@@ -200,7 +200,7 @@ def explorer_views(profile) -> tuple[dict[tuple[str, ...], bytes], dict[tuple[st
     idx, rgbs, titles = shown_images(profile)
     images, captions = {}, {}
     for backbone in profile.models:
-        for pooling in STAGES:
+        for pooling in reversed(STAGES):  # CA first: the explorer opens on the stream's raw attention
             for method in profile.eval.methods:
                 res = (load_results(profile.run_dir, backbone, pooling, method)
                        if method in methods_for(pooling, profile.eval) else None)

@@ -210,3 +210,11 @@ def test_mini_backbones_end_on_a_7x7_map_and_take_the_ca_stream(name):
     ca = build_model(gap, pooling="ca")
     logits, attention = ca(x, return_attention=True)
     assert logits.shape == (2, 10) and attention.shape == (2, 7, 7)
+
+
+def test_convnext_mini_uses_he_init():
+    model = backbone_of(build_model("convnext_mini", pooling="gap", num_classes=10))
+    fc1 = model.stages[0].blocks[0].mlp.fc1
+    expected = (2.0 / fc1.in_features) ** 0.5  # He normal, fan-in: timm's own init would give 0.02
+    assert abs(fc1.weight.std().item() - expected) < 0.1 * expected
+    assert torch.count_nonzero(fc1.bias) == 0

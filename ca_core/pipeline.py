@@ -118,10 +118,15 @@ class Timings:
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         self.data.setdefault("steps", {})
 
-    def record(self, step: str, seconds: float, ran: bool) -> None:
-        """Store a step's time (a skipped step keeps the time of the run that produced it)."""
+    def key(self, step: str) -> str | None:
+        """The up-to-date key of the step's results in this run folder (``None``: none recorded)."""
+        return self.data["steps"].get(step, {}).get("key")
+
+    def record(self, step: str, seconds: float, ran: bool, key: str | None = None) -> None:
+        """Store a step's time and key (a skipped step keeps the time of the run that produced it)."""
         entry = self.data["steps"].get(step, {}) if not ran else {}
         entry.update(
+            key=key if ran else entry.get("key"),
             seconds=round(seconds, 2) if ran else entry.get("seconds"),
             status="ran" if ran else "up to date (skipped)",
             at=datetime.now(timezone.utc).isoformat(timespec="seconds") if ran else entry.get("at"),
@@ -170,7 +175,9 @@ def run(
         if not notebook.is_file():
             raise PipelineError(f"notebook not found: {notebook}")
         key = digest(key, step, notebook)
-        if not force and is_up_to_date(output, key):
+        # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
+        # user may delete to start over) were both produced for exactly this key.
+        if not force and is_up_to_date(output, key) and timings.key(step) == key:
             log(f"[{i}/{len(steps)}] {step}: up to date, skipped")
             timings.record(step, 0.0, ran=False)
             continue
@@ -180,7 +187,7 @@ def run(
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
         write_json(stamp_path(output), {"key": key, "profile": profile})
-        timings.record(step, seconds, ran=True)
+        timings.record(step, seconds, ran=True, key=key)
         log(f"[{i}/{len(steps)}] {step}: done in {seconds:.1f} s -> {output.relative_to(root)}")
     if book:
         log(f"building the book: jupyter-book build {BOOK_DIR}/ ...")

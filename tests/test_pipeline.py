@@ -75,6 +75,9 @@ def test_runs_skips_and_reruns_what_changed(project):
     assert ran(run(project)[1]) == list(STEPS)  # a change upstream re-runs what follows
     assert ran(run(project, force=True)[1]) == list(STEPS)
 
+    shutil.rmtree(project / "runs/smoke")  # results deleted: the notebooks that made them re-run
+    assert ran(run(project)[1]) == list(STEPS)
+
     config = project / "_config.yml"
     config.write_text(config.read_text().replace("seed: 0", "seed: 1", 1))
     assert ran(run(project)[1]) == list(STEPS)  # another profile setting

@@ -109,7 +109,7 @@ def load_trained(profile, backbone: str, pooling: str, device: torch.device | No
 
 def train_all(profile, progress: bool = True) -> list[dict[str, Any]]:
     """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy."""
-    from .train import train
+    from .train import seed_everything, train
 
     sets = datasets(profile)
     rows = []
@@ -117,6 +117,7 @@ def train_all(profile, progress: bool = True) -> list[dict[str, Any]]:
         for stage in STAGES:
             if stage == "gap" and profile.pretrained:
                 continue
+            seed_everything(profile.train.seed)  # the initial weights, whatever ran before in this process
             model = build(profile, backbone, "gap") if stage == "gap" else build_model(
                 load_trained(profile, backbone, "gap"), "ca")
             result = train(profile.train, model, sets["train"], sets["val"], stage_dir(profile, backbone, stage),

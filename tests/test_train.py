@@ -144,3 +144,27 @@ def test_cli_and_torchrun_two_processes_match_one(tmp_path):
     two, _ = read_checkpoint(tmp_path / "two" / "model.safetensors")
     for name in one:
         assert torch.allclose(one[name], two[name], atol=1e-5), name
+
+
+def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, monkeypatch):
+    """Initial weights are seeded per stage: a notebook that drew random numbers before (e.g. by
+    generating the data instead of loading its cache) trains the same models."""
+    import shutil
+
+    from ca_core import experiment
+    from ca_core.config import Profile
+    from ca_core.data import ShapesConfig
+    from ca_core.models import read_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    profile = Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
+                      models=["resnet_mini"], train=TrainConfig(gap_epochs=1, epochs=1, batch_size=32), eval=None)
+    weights = []
+    for draws in (0, 7):
+        torch.rand(draws)
+        experiment.train_all(profile, progress=False)
+        weights.append({s: read_checkpoint(experiment.checkpoint_path(profile, "resnet_mini", s))[0] for s in ("gap", "ca")})
+        shutil.rmtree(profile.run_dir)
+    for stage in ("gap", "ca"):
+        assert weights[0][stage].keys() == weights[1][stage].keys()
+        assert all(torch.equal(weights[0][stage][k], weights[1][stage][k]) for k in weights[0][stage])

@@ -236,6 +236,10 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         raise ConfigError(f"{path}.models: list at least one timm backbone")
     _check_backbones(models, f"{path}.models")
     sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in section_classes().items()}
+    for backbone in sections["train"].gap_epochs_per_model:
+        if backbone not in models:
+            raise ConfigError(f"{path}.train.gap_epochs_per_model.{backbone}: not one of the profile's models "
+                              f"({', '.join(models)})")
     profile = Profile(
         name=name,
         data=from_dict(kinds[kind], data_settings, f"{path}.data"),

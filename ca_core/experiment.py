@@ -120,7 +120,8 @@ def train_all(profile, progress: bool = True) -> list[dict[str, Any]]:
             seed_everything(profile.train.seed)  # the initial weights, whatever ran before in this process
             model = build(profile, backbone, "gap") if stage == "gap" else build_model(
                 load_trained(profile, backbone, "gap"), "ca")
-            result = train(profile.train, model, sets["train"], sets["val"], stage_dir(profile, backbone, stage),
+            result = train(profile.train.for_backbone(backbone), model, sets["train"], sets["val"],
+                           stage_dir(profile, backbone, stage),
                            stage=stage, progress=progress)
             rows.append({"Backbone": backbone, "Stage": stage.upper(), **_result_cells(result)})
     return rows

@@ -14,7 +14,9 @@ with :func:`ca_core.save_model` as ``model.safetensors``.
 
 Under ``torchrun --nproc_per_node N`` the same code trains with DDP and a distributed sampler;
 ``batch_size`` is the global batch (each rank takes ``batch_size / N``), so results do not depend
-on the number of processes (exactly so for the CA stage, whose BatchNorm layers are frozen).
+on the number of processes: exactly so for the CA stage, whose BatchNorm layers are frozen; in the GAP
+stage BatchNorm layers become ``SyncBatchNorm`` on GPUs (on CPU, torch cannot sync them, and each
+process normalises with its own share of the batch).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,8 @@ class TrainConfig:
     Attributes:
         epochs, lr, momentum, weight_decay: stage ``ca``, the paper's SGD recipe (lr x0.1 at 1/3 and 2/3).
         gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
+        gap_epochs_per_model: ``gap_epochs`` of particular backbones, e.g. ``{convnext_mini: 7}``
+            (architectures trained from scratch need different amounts of training); see :meth:`for_backbone`.
         batch_size: global batch size (split evenly across DDP processes).
         eval_batch_size: batch size of the per-epoch validation.
         num_workers: DataLoader worker processes (0 loads in the training process).
@@ -68,6 +72,7 @@ class TrainConfig:
     gap_epochs: int = 10
     gap_lr: float = 3e-3
     gap_weight_decay: float = 0.05
+    gap_epochs_per_model: dict[str, int] = field(default_factory=dict)
     batch_size: int = 256
     eval_batch_size: int = 256
     num_workers: int = 0
@@ -84,6 +89,14 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        bad = {k: v for k, v in self.gap_epochs_per_model.items() if v < 1}
+        if bad:
+            raise ValueError(f"gap_epochs_per_model: epochs must be >= 1, got {bad}")
+
+    def for_backbone(self, backbone: str) -> "TrainConfig":
+        """The settings ``backbone`` trains with: its entry of ``gap_epochs_per_model`` as ``gap_epochs``."""
+        epochs = self.gap_epochs_per_model.get(backbone, self.gap_epochs)
+        return dataclasses.replace(self, gap_epochs=epochs, gap_epochs_per_model={})
 
     def epochs_of(self, stage: str) -> int:
         """Number of epochs of ``stage``."""
@@ -307,6 +320,9 @@ def train(
     epochs = cfg.epochs_of(stage)
     seed_everything(cfg.seed)
     model.to(device)
+    if stage == "gap" and size > 1 and device.type == "cuda":
+        # BatchNorm statistics over the global batch, as in one process (torch syncs them on GPUs only).
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
     part = trainable_module(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = make_optimizer(cfg, stage, params, len(_loader(train_set, cfg, 0, device)))
@@ -367,7 +383,8 @@ def train(
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` strings to TrainConfig fields, each value converted to the field's type."""
-    types = {f.name: {"int": int, "float": float, "bool": bool}[str(f.type)] for f in dataclasses.fields(TrainConfig)}
+    scalars = {"int": int, "float": float, "bool": bool}
+    types = {f.name: scalars[str(f.type)] for f in dataclasses.fields(TrainConfig) if str(f.type) in scalars}
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -425,7 +442,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = config.load_profile(args.profile, args.config)
-    cfg = dataclasses.replace(profile.train, **parse_overrides(args.set))
+    cfg = dataclasses.replace(profile.train.for_backbone(args.backbone), **parse_overrides(args.set))
     if profile.data_kind == "shapes":
         sets = {s: data.shapes_dataset(profile.data, s, root=args.shapes_root) for s in ("train", "val", "test")}
     else:

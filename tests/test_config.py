@@ -60,6 +60,10 @@ def test_smoke_is_smaller_than_default():
     (lambda s: s.update(model=["resnet_mini"]), "profiles.smoke.model: unknown key (did you mean 'models'?)"),
     (lambda s: s.pop("eval"), "profiles.smoke: missing section(s) eval"),
     (lambda s: s.update(pretrained="yes"), "profiles.smoke.pretrained: expected bool, got 'yes'"),
+    (lambda s: s["train"].update(gap_epochs_per_model={"resnet50": 2}),
+     "profiles.smoke.train.gap_epochs_per_model.resnet50: not one of the profile's models (resnet_mini, convnext_mini)"),
+    (lambda s: s["train"].update(gap_epochs_per_model={"resnet_mini": 0}),
+     "profiles.smoke.train.gap_epochs_per_model: epochs must be >= 1, got {'resnet_mini': 0}"),
 ])
 def test_mistakes_name_the_key(tmp_path, raw, edit, message):
     data = copy.deepcopy(raw)

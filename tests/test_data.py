@@ -214,7 +214,7 @@ def test_mini_backbones_end_on_a_7x7_map_and_take_the_ca_stream(name):
 
 def test_convnext_mini_uses_he_init():
     model = backbone_of(build_model("convnext_mini", pooling="gap", num_classes=10))
-    fc1 = model.stages[0].blocks[0].mlp.fc1
-    expected = (2.0 / fc1.in_features) ** 0.5  # He normal, fan-in: timm's own init would give 0.02
+    fc1 = model.stages[0].blocks[0].mlp.fc1  # a 1x1 convolution (channels-first blocks)
+    expected = (2.0 / fc1.in_channels) ** 0.5  # He normal, fan-in: timm's own init would give 0.02
     assert abs(fc1.weight.std().item() - expected) < 0.1 * expected
     assert torch.count_nonzero(fc1.bias) == 0

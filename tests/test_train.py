@@ -84,6 +84,15 @@ def test_finished_run_is_not_retrained_and_changed_settings_are_refused(tmp_path
               tmp_path, stage="gap", progress=False)
 
 
+def test_gap_epochs_per_model_overrides_gap_epochs_for_that_backbone():
+    cfg = TrainConfig(gap_epochs=2, gap_epochs_per_model={"convnext_mini": 7})
+    assert cfg.for_backbone("convnext_mini").gap_epochs == 7
+    assert cfg.for_backbone("resnet_mini").gap_epochs == 2
+    assert cfg.for_backbone("resnet_mini").epochs_of("ca") == cfg.epochs
+    with pytest.raises(ValueError, match="gap_epochs_per_model: epochs must be >= 1"):
+        TrainConfig(gap_epochs_per_model={"resnet_mini": 0})
+
+
 def test_labels_and_stage_that_do_not_fit_the_model_are_errors(tmp_path, sets):
     small = build_model("resnet_mini", pooling="gap", num_classes=3)
     with pytest.raises(ValueError, match=r"label 3 of item \d+ does not fit a model with 3 classes"):
@@ -117,7 +126,8 @@ def test_shards_partition_the_images():
 def _write_profile(path: Path) -> Path:
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in DATA.__dict__.items()}
     profile = {"data": {"kind": "shapes", **data}, "models": ["resnet_mini"],
-               "train": {"epochs": 2, "gap_epochs": 1, "batch_size": 16, "eval_batch_size": 16}, "eval": {}}
+               "train": {"epochs": 2, "gap_epochs": 1, "gap_epochs_per_model": {"resnet_mini": 2}, "batch_size": 16,
+                         "eval_batch_size": 16}, "eval": {}}
     path.write_text(json.dumps({"profiles": {"tiny": profile}}))  # JSON is YAML
     return path
 
@@ -126,7 +136,8 @@ def test_cli_and_torchrun_two_processes_match_one(tmp_path):
     config = _write_profile(tmp_path / "config.yml")
     common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config),
               "--shapes-root", str(tmp_path / "shapes"), "--no-progress"]
-    main(common + ["--stage", "gap", "--out", str(tmp_path / "gap")])
+    gap = main(common + ["--stage", "gap", "--out", str(tmp_path / "gap")])
+    assert gap["epochs_done"] == 2  # the backbone's own gap_epochs
     ca = common + ["--stage", "ca", "--gap-checkpoint", str(tmp_path / "gap" / "model.safetensors")]
     single = main(ca + ["--out", str(tmp_path / "one")])
 
@@ -158,11 +169,13 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     profile = Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
-                      models=["resnet_mini"], train=TrainConfig(gap_epochs=1, epochs=1, batch_size=32), eval=None)
+                      models=["resnet_mini"], eval=None,
+                      train=TrainConfig(gap_epochs=1, gap_epochs_per_model={"resnet_mini": 2}, epochs=1, batch_size=32))
     weights = []
     for draws in (0, 7):
         torch.rand(draws)
-        experiment.train_all(profile, progress=False)
+        rows = experiment.train_all(profile, progress=False)
+        assert [r["Epochs"] for r in rows] == [2, 1]  # gap_epochs_per_model, then the CA stage's epochs
         weights.append({s: read_checkpoint(experiment.checkpoint_path(profile, "resnet_mini", s))[0] for s in ("gap", "ca")})
         shutil.rmtree(profile.run_dir)
     for stage in ("gap", "ca"):

@@ -236,10 +236,7 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         raise ConfigError(f"{path}.models: list at least one timm backbone")
     _check_backbones(models, f"{path}.models")
     sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in section_classes().items()}
-    for backbone in sections["train"].gap_epochs_per_model:
-        if backbone not in models:
-            raise ConfigError(f"{path}.train.gap_epochs_per_model.{backbone}: not one of the profile's models "
-                              f"({', '.join(models)})")
+    _check_per_model(sections["train"], models, f"{path}.train.per_model")
     profile = Profile(
         name=name,
         data=from_dict(kinds[kind], data_settings, f"{path}.data"),
@@ -252,6 +249,15 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     if check_paths:
         check_data_paths(profile)
     return profile
+
+
+def _check_per_model(train: Any, models: list[str], path: str) -> None:
+    """Each ``per_model`` entry names one of the profile's models and holds valid train settings."""
+    base = {f.name: getattr(train, f.name) for f in dataclasses.fields(train) if f.name != "per_model"}
+    for backbone, overrides in train.per_model.items():
+        if backbone not in models:
+            raise ConfigError(f"{path}.{backbone}: not one of the profile's models ({', '.join(models)})")
+        from_dict(type(train), {**base, **overrides}, f"{path}.{backbone}")
 
 
 def _check_backbones(models: list[str], path: str) -> None:

@@ -2,9 +2,10 @@
 
 Stage ``ca`` is the paper's recipe: only the stream (class token and CA blocks) trains, on the
 frozen backbone and classifier, with SGD (lr 0.1, momentum 0.9, weight decay 1e-4), the learning
-rate divided by 10 at one third and two thirds of the epochs, cross-entropy, and mixed precision
-on GPU. Stage ``gap`` exists only for the embedded experiment, whose backbones have no pretrained
-weights; it uses AdamW with a one-cycle schedule, which trains small CNNs from scratch in few epochs.
+rate divided by 10 at one third and two thirds of the training steps (of the epochs, when their
+number is a multiple of three, as the paper's 90), cross-entropy, and mixed precision on GPU.
+Stage ``gap`` exists only for the embedded experiment, whose backbones have no pretrained weights;
+it uses AdamW with a one-cycle schedule, which trains small CNNs from scratch in few epochs.
 
 Every epoch ends with an atomic checkpoint (``state.pt``: trainable weights, optimizer, scheduler,
 gradient scaler, RNG states, epoch and the log) and a rewrite of ``log.jsonl`` (one JSON record per
@@ -54,10 +55,10 @@ class TrainConfig:
     """Settings of both training stages (the ``train`` section of a profile).
 
     Attributes:
-        epochs, lr, momentum, weight_decay: stage ``ca``, the paper's SGD recipe (lr x0.1 at 1/3 and 2/3).
+        epochs, lr, momentum, weight_decay: stage ``ca``, the paper's SGD recipe (lr x0.1 at 1/3 and 2/3 of the steps).
         gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
-        gap_epochs_per_model: ``gap_epochs`` of particular backbones, e.g. ``{convnext_mini: 7}``
-            (architectures trained from scratch need different amounts of training); see :meth:`for_backbone`.
+        per_model: settings of particular backbones, e.g. ``{convnext_mini: {gap_epochs: 5, lr: 0.003}}``
+            (architectures need different amounts of training or step sizes); see :meth:`for_backbone`.
         batch_size: global batch size (split evenly across DDP processes).
         eval_batch_size: batch size of the per-epoch validation.
         num_workers: DataLoader worker processes (0 loads in the training process).
@@ -69,10 +70,10 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    gap_epochs: int = 10
+    gap_epochs: int = 2
     gap_lr: float = 3e-3
     gap_weight_decay: float = 0.05
-    gap_epochs_per_model: dict[str, int] = field(default_factory=dict)
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 256
     eval_batch_size: int = 256
     num_workers: int = 0
@@ -89,14 +90,15 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        bad = {k: v for k, v in self.gap_epochs_per_model.items() if v < 1}
-        if bad:
-            raise ValueError(f"gap_epochs_per_model: epochs must be >= 1, got {bad}")
+        known = [f.name for f in dataclasses.fields(self) if f.name != "per_model"]
+        for backbone, overrides in self.per_model.items():
+            for key in overrides:
+                if key not in known:
+                    raise ValueError(f"per_model: {backbone}.{key} is not a train setting; known: {', '.join(known)}")
 
     def for_backbone(self, backbone: str) -> "TrainConfig":
-        """The settings ``backbone`` trains with: its entry of ``gap_epochs_per_model`` as ``gap_epochs``."""
-        epochs = self.gap_epochs_per_model.get(backbone, self.gap_epochs)
-        return dataclasses.replace(self, gap_epochs=epochs, gap_epochs_per_model={})
+        """The settings ``backbone`` trains with: these, updated by its entry of ``per_model``."""
+        return dataclasses.replace(self, per_model={}, **self.per_model.get(backbone, {}))
 
     def epochs_of(self, stage: str) -> int:
         """Number of epochs of ``stage``."""
@@ -153,7 +155,7 @@ def make_optimizer(cfg: TrainConfig, stage: str, params: list[nn.Parameter], ste
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.gap_lr, total_steps=total, pct_start=0.2)
         return opt, sched
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    milestones = [round(cfg.epochs * k / 3) * steps_per_epoch for k in (1, 2)]
+    milestones = [round(total * k / 3) for k in (1, 2)]  # epoch boundaries when 3 divides epochs
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
 
 

@@ -60,10 +60,14 @@ def test_smoke_is_smaller_than_default():
     (lambda s: s.update(model=["resnet_mini"]), "profiles.smoke.model: unknown key (did you mean 'models'?)"),
     (lambda s: s.pop("eval"), "profiles.smoke: missing section(s) eval"),
     (lambda s: s.update(pretrained="yes"), "profiles.smoke.pretrained: expected bool, got 'yes'"),
-    (lambda s: s["train"].update(gap_epochs_per_model={"resnet50": 2}),
-     "profiles.smoke.train.gap_epochs_per_model.resnet50: not one of the profile's models (resnet_mini, convnext_mini)"),
-    (lambda s: s["train"].update(gap_epochs_per_model={"resnet_mini": 0}),
-     "profiles.smoke.train.gap_epochs_per_model: epochs must be >= 1, got {'resnet_mini': 0}"),
+    (lambda s: s["train"].update(per_model={"resnet50": {"lr": 0.01}}),
+     "profiles.smoke.train.per_model.resnet50: not one of the profile's models (resnet_mini, convnext_mini)"),
+    (lambda s: s["train"].update(per_model={"resnet_mini": {"gap_epochs": 0}}),
+     "profiles.smoke.train.per_model.resnet_mini.gap_epochs: must be >= 1, got 0"),
+    (lambda s: s["train"].update(per_model={"resnet_mini": {"lr": "fast"}}),
+     "profiles.smoke.train.per_model.resnet_mini.lr: expected float, got 'fast'"),
+    (lambda s: s["train"].update(per_model={"resnet_mini": {"lrr": 0.1}}),
+     "profiles.smoke.train.per_model: resnet_mini.lrr is not a train setting; known: epochs, lr"),
 ])
 def test_mistakes_name_the_key(tmp_path, raw, edit, message):
     data = copy.deepcopy(raw)

@@ -2,6 +2,7 @@
 input errors, the CLI, and DDP with 2 CPU processes (torchrun) matching one process."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -70,6 +71,19 @@ def test_ca_stage_trains_only_the_stream_with_the_paper_schedule(tmp_path, sets)
     assert meta["pooling"] == "ca" and meta["stage"] == "ca" and set(state) == set(model.stream.state_dict())
 
 
+def test_ca_schedule_decays_at_thirds_of_the_steps_when_epochs_are_not_a_multiple_of_three():
+    from ca_core.train import make_optimizer
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt, sched = make_optimizer(TrainConfig(epochs=1, lr=0.1), "ca", [param], steps_per_epoch=9)
+    lrs = []
+    for _ in range(9):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.1] * 3 + [0.01] * 3 + [0.001] * 3)
+
+
 def test_finished_run_is_not_retrained_and_changed_settings_are_refused(tmp_path, sets):
     cfg = TrainConfig(epochs=1, gap_epochs=1, batch_size=16, eval_batch_size=16)
     model = _gap()
@@ -84,13 +98,15 @@ def test_finished_run_is_not_retrained_and_changed_settings_are_refused(tmp_path
               tmp_path, stage="gap", progress=False)
 
 
-def test_gap_epochs_per_model_overrides_gap_epochs_for_that_backbone():
-    cfg = TrainConfig(gap_epochs=2, gap_epochs_per_model={"convnext_mini": 7})
-    assert cfg.for_backbone("convnext_mini").gap_epochs == 7
-    assert cfg.for_backbone("resnet_mini").gap_epochs == 2
-    assert cfg.for_backbone("resnet_mini").epochs_of("ca") == cfg.epochs
-    with pytest.raises(ValueError, match="gap_epochs_per_model: epochs must be >= 1"):
-        TrainConfig(gap_epochs_per_model={"resnet_mini": 0})
+def test_per_model_settings_override_the_common_ones_for_that_backbone():
+    cfg = TrainConfig(gap_epochs=2, lr=0.1, per_model={"convnext_mini": {"gap_epochs": 7, "lr": 0.003}})
+    mine = cfg.for_backbone("convnext_mini")
+    assert (mine.gap_epochs, mine.lr, mine.epochs, mine.per_model) == (7, 0.003, cfg.epochs, {})
+    assert cfg.for_backbone("resnet_mini") == dataclasses.replace(cfg, per_model={})
+    with pytest.raises(ValueError, match="per_model: resnet_mini.lrr is not a train setting"):
+        TrainConfig(per_model={"resnet_mini": {"lrr": 0.1}})
+    with pytest.raises(ValueError, match="gap_epochs: must be >= 1"):
+        TrainConfig(per_model={"resnet_mini": {"gap_epochs": 0}}).for_backbone("resnet_mini")
 
 
 def test_labels_and_stage_that_do_not_fit_the_model_are_errors(tmp_path, sets):
@@ -126,7 +142,7 @@ def test_shards_partition_the_images():
 def _write_profile(path: Path) -> Path:
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in DATA.__dict__.items()}
     profile = {"data": {"kind": "shapes", **data}, "models": ["resnet_mini"],
-               "train": {"epochs": 2, "gap_epochs": 1, "gap_epochs_per_model": {"resnet_mini": 2}, "batch_size": 16,
+               "train": {"epochs": 2, "gap_epochs": 1, "per_model": {"resnet_mini": {"gap_epochs": 2}}, "batch_size": 16,
                          "eval_batch_size": 16}, "eval": {}}
     path.write_text(json.dumps({"profiles": {"tiny": profile}}))  # JSON is YAML
     return path
@@ -170,12 +186,12 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
     monkeypatch.chdir(tmp_path)
     profile = Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
                       models=["resnet_mini"], eval=None,
-                      train=TrainConfig(gap_epochs=1, gap_epochs_per_model={"resnet_mini": 2}, epochs=1, batch_size=32))
+                      train=TrainConfig(gap_epochs=1, per_model={"resnet_mini": {"gap_epochs": 2}}, epochs=1, batch_size=32))
     weights = []
     for draws in (0, 7):
         torch.rand(draws)
         rows = experiment.train_all(profile, progress=False)
-        assert [r["Epochs"] for r in rows] == [2, 1]  # gap_epochs_per_model, then the CA stage's epochs
+        assert [r["Epochs"] for r in rows] == [2, 1]  # per_model's gap_epochs, then the CA stage's epochs
         weights.append({s: read_checkpoint(experiment.checkpoint_path(profile, "resnet_mini", s))[0] for s in ("gap", "ca")})
         shutil.rmtree(profile.run_dir)
     for stage in ("gap", "ca"):

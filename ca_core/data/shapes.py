@@ -55,7 +55,7 @@ class ShapesConfig:
     seed: int = 0
     image_size: int = 56
     num_classes: int = 10
-    train: int = 4000
+    train: int = 30000
     val: int = 500
     test: int = 1000
     scale: tuple[float, float] = (0.24, 0.38)

@@ -219,10 +219,10 @@ def evaluate_model(model: torch.nn.Module, pooling: str, dataset: Dataset, cfg: 
 
 def evaluate(profile, progress: bool = True) -> Path:
     """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
-    from .experiment import checkpoints, datasets, load_trained
+    from .experiment import checkpoints, eval_split, load_trained
 
     cfg: EvalConfig = profile.eval
-    test = datasets(profile)["test"]
+    test = eval_split(profile)
     out = eval_dir(profile.run_dir)
     result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant")
     settings = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}

@@ -23,6 +23,7 @@ from .models import build_model, default_device, load_model
 
 SHAPES_ROOT = Path("data/shapes")
 STAGES = ("gap", "ca")
+SPLITS = ("train", "val", "test")
 CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
 
 
@@ -30,15 +31,24 @@ CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
 # Data
 
 
-def datasets(profile) -> dict[str, Dataset]:
-    """The ``train``, ``val`` and ``test`` splits of the profile's data."""
+def datasets(profile, splits: tuple[str, ...] = SPLITS) -> dict[str, Dataset]:
+    """The profile's data splits, loading only those in ``splits`` (the training split is the large one)."""
     from . import data
 
     if profile.data_kind == "shapes":
-        return {split: data.shapes_dataset(profile.data, split, root=SHAPES_ROOT) for split in ("train", "val", "test")}
+        return {split: data.shapes_dataset(profile.data, split, root=SHAPES_ROOT) for split in splits}
     spec = profile.data
-    return data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
-                                spec.num_classes)
+    if "train" in splits:
+        sets = data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
+                                    spec.num_classes)
+        return {split: sets[split] for split in splits}
+    val = data.imagenet_val(spec.val_root, spec.val_list, spec.image_size, spec.resize, spec.num_classes)
+    return {split: val for split in splits}
+
+
+def eval_split(profile) -> Dataset:
+    """The profile's test split alone: the images evaluated and shown."""
+    return datasets(profile, ("test",))["test"]
 
 
 def class_names(dataset: Dataset, n: int) -> list[str]:
@@ -111,17 +121,17 @@ def train_all(profile, progress: bool = True) -> list[dict[str, Any]]:
     """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy."""
     from .train import seed_everything, train
 
-    sets = datasets(profile)
+    sets = datasets(profile, ("train", "val"))
     rows = []
     for backbone in profile.models:
+        cfg = profile.train.for_backbone(backbone)
         for stage in STAGES:
             if stage == "gap" and profile.pretrained:
                 continue
-            seed_everything(profile.train.seed)  # the initial weights, whatever ran before in this process
+            seed_everything(cfg.seed)  # the initial weights, whatever ran before in this process
             model = build(profile, backbone, "gap") if stage == "gap" else build_model(
                 load_trained(profile, backbone, "gap"), "ca")
-            result = train(profile.train.for_backbone(backbone), model, sets["train"], sets["val"],
-                           stage_dir(profile, backbone, stage),
+            result = train(cfg, model, sets["train"], sets["val"], stage_dir(profile, backbone, stage),
                            stage=stage, progress=progress)
             rows.append({"Backbone": backbone, "Stage": stage.upper(), **_result_cells(result)})
     return rows
@@ -165,7 +175,7 @@ def mean_curves(profile, backbone: str) -> dict[tuple[str, str], dict[str, np.nd
 
 def shown_images(profile) -> tuple[list[int], list[np.ndarray], list[str]]:
     """Indices, RGB arrays and titles of the first ``figure_images`` evaluated test images."""
-    test = datasets(profile)["test"]
+    test = eval_split(profile)
     names = class_names(test, num_classes(profile))
     n = min(profile.eval.figure_images, *(images_for(m, profile.eval, len(test)) for m in profile.eval.methods))
     items = [test[i] for i in range(n)]
@@ -189,7 +199,7 @@ def depth_attention(profile, backbone: str) -> tuple[list[np.ndarray], list[np.n
     """Images, every CA block's attention (N, h, w) for them, and the blocks' tap names."""
     idx, rgbs, _ = shown_images(profile)
     model = load_trained(profile, backbone, "ca")
-    test = datasets(profile)["test"]
+    test = eval_split(profile)
     x = torch.stack([test[i][0] for i in idx]).to(next(model.parameters()).device)
     attentions = [a.cpu().numpy() for a in model.forward_attention(x)]
     return rgbs, attentions, [f"block {k}\nafter {t}" for k, t in enumerate(model.taps, 1)]

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from ca_core import build_model
-from ca_core.data import (SHAPE_NAMES, ShapesConfig, denormalize, image_folder, imagenet_splits, list_dataset, mit67,
-                          normalize, shapes_dataset)
+from ca_core.data import (SHAPE_NAMES, ShapesConfig, denormalize, image_folder, imagenet_splits, imagenet_val,
+                          list_dataset, mit67, normalize, shapes_dataset)
 from ca_core.data.shapes import cache_key, generate
 from ca_core.data.transforms import data_config_of, eval_transform, paper_train_transform
 from ca_core.models import backbone_of
@@ -184,6 +184,8 @@ def test_imagenet_splits_use_paper_augmentation_and_timm_eval(tmp_path, tree):
     x, y = sets["train"][0]
     assert x.shape == (3, 32, 32) and y == 0
     assert sets["val"][1][0].shape == (3, 32, 32) and sets["test"] is sets["val"]
+    alone = imagenet_val(tree, lst, image_size=32, resize=36, num_classes=2)  # no training folders needed
+    assert alone.samples == sets["val"].samples and torch.equal(alone[1][0], sets["val"][1][0])
 
 
 def test_paper_augmentation_varies_and_eval_transform_is_fixed():

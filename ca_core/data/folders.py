@@ -184,5 +184,12 @@ def imagenet_splits(train_root: str | Path, val_root: str | Path, val_list: str 
     paper, results are reported on the validation list, so ``test`` is the same data set as ``val``."""
     cfg = imagenet_data_config(image_size, resize)
     train_set = image_folder(train_root, paper_train_transform(cfg), skip_corrupt, num_classes)
-    val_set = list_dataset(val_list, val_root, eval_transform(cfg), skip_corrupt, num_classes or len(train_set.classes))
+    val_set = imagenet_val(val_root, val_list, image_size, resize, num_classes or len(train_set.classes), skip_corrupt)
     return {"train": train_set, "val": val_set, "test": val_set}
+
+
+def imagenet_val(val_root: str | Path, val_list: str | Path, image_size: int, resize: int, num_classes: int,
+                 skip_corrupt: bool = False) -> ImageFiles:
+    """The ``val``/``test`` split of :func:`imagenet_splits` alone, without scanning the training folders."""
+    transform = eval_transform(imagenet_data_config(image_size, resize))
+    return list_dataset(val_list, val_root, transform, skip_corrupt, num_classes)

@@ -21,8 +21,8 @@ from ca_core import build_model
 from timing import best_time
 from ca_core.metrics import PROTOCOLS, blur, blur_kernel, causal_curves, confidence_metrics, get_protocol
 from ca_core.metrics.confidence import mask_images, masked_probs
-from ca_core.metrics.evaluate import normalisation
-from ca_core.metrics.scoring import chunks, class_scores
+from ca_core.models import normalisation
+from ca_core.utils import chunks, target_scores
 
 
 def best_batch_size(model, size: int, batch_sizes: list[int], repeats: int) -> int:
@@ -63,8 +63,8 @@ def naive_confidence(model, images, maps, targets, mean, std, masking: str) -> d
     """AD/AG/AI one image at a time (two batch-1 forwards per image)."""
     clean, masked = [], []
     for x, s, t in zip(images, maps, targets):
-        clean.append(class_scores(model(x[None]), t[None]))
-        masked.append(class_scores(model(mask_images(x[None], s[None], masking, mean, std)), t[None]))
+        clean.append(target_scores(model(x[None]), t[None]))
+        masked.append(target_scores(model(mask_images(x[None], s[None], masking, mean, std)), t[None]))
     return confidence_metrics(torch.cat(clean), torch.cat(masked))
 
 
@@ -85,7 +85,7 @@ def naive_causal(model, images, maps, targets, protocol) -> torch.Tensor:
                 current = start.clone().view(c, -1)
                 changed = order[: k * step]
                 current[:, changed] = source.reshape(c, -1)[:, changed]
-                curves[i, curve, k] = class_scores(model(current.view(1, c, h, w)), t[None], protocol.score)[0]
+                curves[i, curve, k] = target_scores(model(current.view(1, c, h, w)), t[None], protocol.score)[0]
     return curves
 
 
@@ -120,7 +120,7 @@ def main() -> None:
         targets = torch.randint(0, 1000, (n,))
 
         def confidence(net=model):  # the clean forward + one masked forward per image
-            clean = torch.cat([class_scores(net(images[s]), targets[s]) for s in chunks(n, batch)])
+            clean = torch.cat([target_scores(net(images[s]), targets[s]) for s in chunks(n, batch)])
             masked = masked_probs(net, images, maps, targets, masking=protocol.masking,
                                   mean=mean, std=std, batch_size=batch)
             return confidence_metrics(clean, masked)

@@ -1,32 +1,40 @@
-"""The evaluation of a profile: accuracy and every saliency metric for each backbone x pooling x method.
+"""The evaluation loop of trained models: predictions, then saliency maps and every metric per image.
 
-Results are per image, so that tables can carry confidence intervals and GAP and CA can be
-compared with paired tests on the same images. They are written under ``runs/<profile>/eval/``:
+:func:`predict` is the one prediction loop (training-time validation and test accuracy, one process
+or sharded under DDP). :func:`evaluate_model` evaluates one trained model for a run: its predictions
+on a test set and, for each saliency method, maps and every metric of
+:func:`ca_core.metrics.evaluate_maps` per image. Results are per image, so that tables can carry
+confidence intervals and GAP and CA can be compared with paired tests on the same images. They are
+written into one folder per model:
 
-* ``<backbone>/<pooling>/predictions.npz``: label, prediction and correctness on the test split;
-* ``<backbone>/<pooling>/<method>/part-NNNNN.npz``: for each chunk of ``chunk_size`` test images,
-  the image indices, labels, every metric of :func:`ca_core.metrics.evaluate_maps` (including the
-  insertion/deletion curves) and the saliency maps at the target layer's resolution (float16).
+* ``predictions.npz``: label, prediction and correctness on the test split;
+* ``<method>/part-NNNNN.npz``: for each chunk of ``chunk_size`` test images, the image indices,
+  labels, every metric (including the insertion/deletion curves) and the saliency maps at the
+  target layer's resolution (float16).
 
-Every file is written atomically and carries the fingerprint of what produced it (settings,
-checkpoints and the code of the saliency, metrics and evaluation modules): an interrupted run
-resumes at the first missing chunk, and a changed setting never mixes with old results.
+Every file is written atomically and carries a key (the caller's fingerprint of what produced it):
+an interrupted run resumes at the first missing chunk, and a changed key never mixes with old results.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .models import atomic_write, is_ca_model
+from . import distributed
+from .metrics import PROTOCOLS, evaluate_maps
+from .models import backbone_of
+from .saliency import METHODS, explain
+from .utils import atomic_write, check_labels
 
-POOLINGS = ("gap", "ca")
+PREDICTIONS_FILE = "predictions.npz"
 
 
 @dataclass
@@ -64,9 +72,6 @@ class EvalConfig:
     figure_images: int = 6
 
     def __post_init__(self) -> None:
-        from .metrics import PROTOCOLS
-        from .saliency import METHODS
-
         for method in self.methods:
             if method not in METHODS:
                 raise ValueError(f"methods: unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -92,15 +97,6 @@ def methods_for(pooling: str, cfg: EvalConfig) -> tuple[str, ...]:
     return tuple(m for m in cfg.methods if pooling == "ca" or m != "attention")
 
 
-def settings(profile) -> Iterator[tuple[str, str, str]]:
-    """Every evaluated ``(backbone, method, pooling)``, in the order of the paper's Table 1."""
-    for backbone in profile.models:
-        for method in profile.eval.methods:
-            for pooling in POOLINGS:
-                if method in methods_for(pooling, profile.eval):
-                    yield backbone, method, pooling
-
-
 def method_options(method: str, cfg: EvalConfig) -> dict[str, Any]:
     """Keyword arguments of :func:`ca_core.saliency.explain` for ``method``."""
     if method == "scorecam":
@@ -114,24 +110,73 @@ def images_for(method: str, cfg: EvalConfig, available: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Predictions
+
+
+def num_classes_of(model: nn.Module) -> int:
+    """Width of the model's classifier."""
+    return int(backbone_of(model).num_classes)
+
+
+def batches_on(loader: Iterable, device: torch.device, num_classes: int | None = None
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """(images, labels, masks) on ``device`` from batches ``(images, labels[, masks])``; labels are
+    checked on the CPU against the classifier; masks are ``None`` for data without them."""
+    for images, labels, *masks in loader:
+        labels = check_labels(labels, None, num_classes, what="a batch's labels")
+        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
+               masks[0].to(device).bool() if masks else None)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0,
+            amp: bool = False, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Per-image ``label``, ``pred``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
+
+    Under DDP each rank predicts its shard (:func:`ca_core.distributed.shard_indices`) and every
+    rank receives all images' results (:func:`ca_core.distributed.gather_per_image`). ``amp``:
+    float16 autocast on CUDA (ignored on CPU).
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    shard = Subset(dataset, list(distributed.shard_indices(len(dataset))))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
+    preds, losses, labels = [], [], []
+    with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+        for images, target, _ in tqdm(batches_on(loader, device, num_classes_of(model)), desc="predict",
+                                      total=len(loader), disable=not progress, leave=False):
+            logits = model(images).float()
+            preds.append(logits.argmax(1))
+            losses.append(F.cross_entropy(logits, target, reduction="none"))
+            labels.append(target)
+    model.train(was_training)
+    empty = torch.empty(0, device=device)
+    pred = torch.cat(preds) if preds else empty.long()
+    label = torch.cat(labels) if labels else empty.long()
+    out = {"label": label, "pred": pred, "loss": torch.cat(losses) if losses else empty, "correct": pred == label}
+    return {k: distributed.gather_per_image(v, len(dataset)) for k, v in out.items()}
+
+
+def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy (fraction) of ``model`` on ``dataset``."""
+    return predict(model, dataset, batch_size)["correct"].float().mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
 # Result files
 
 
-def eval_dir(run_dir: Path) -> Path:
-    """``runs/<profile>/eval``."""
-    return Path(run_dir) / "eval"
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
-    """Write ``arrays`` plus their fingerprint to ``path`` atomically."""
+def save_npz(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
+    """Write ``arrays`` plus their key to ``path`` atomically."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, fingerprint=np.array(fingerprint), **arrays)
+            np.savez(f, fingerprint=np.array(key), **arrays)
     atomic_write(path, write)
 
 
-def read_npz(path: Path, fingerprint: str | None = None) -> dict[str, np.ndarray] | None:
-    """The arrays of ``path``, or ``None`` if missing, unreadable or from another fingerprint."""
+def read_npz(path: Path, key: str | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays of ``path``, or ``None`` if missing, unreadable or written under another key."""
     if not path.is_file():
         return None
     try:
@@ -139,56 +184,38 @@ def read_npz(path: Path, fingerprint: str | None = None) -> dict[str, np.ndarray
             data = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError):
         return None
-    if fingerprint is not None and str(data.pop("fingerprint")) != fingerprint:
+    if key is not None and str(data.pop("fingerprint")) != key:
         return None
     data.pop("fingerprint", None)
     return data
 
 
-def fingerprint(settings: dict[str, Any], checkpoints: list[Path]) -> str:
-    """Identity of a result: evaluation/data settings, checkpoint contents and evaluation code."""
-    from .pipeline import PACKAGE_DIR, digest, source_digest
+def read_predictions(folder: Path) -> dict[str, np.ndarray]:
+    """``predictions.npz`` of one model's folder (label, pred, correct per test image)."""
+    data = read_npz(Path(folder) / PREDICTIONS_FILE)
+    if data is None:
+        raise FileNotFoundError(f"no predictions at {Path(folder) / PREDICTIONS_FILE}: run the evaluation first")
+    return data
 
-    code = [source_digest(PACKAGE_DIR / "saliency"), source_digest(PACKAGE_DIR / "metrics"),
-            digest(PACKAGE_DIR / "evaluation.py")]
-    return digest(settings, code, *[digest(p) for p in checkpoints])
+
+def read_results(folder: Path) -> dict[str, np.ndarray]:
+    """Per-image results of one model's method folder, the saved chunks concatenated in order."""
+    parts = [read_npz(p) for p in sorted(Path(folder).glob("part-*.npz"))]
+    if not parts or any(p is None for p in parts):
+        raise FileNotFoundError(f"no complete results in {folder}: run the evaluation first")
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 # ---------------------------------------------------------------------------------------------
 # The loop
 
 
-def batches(dataset: Dataset, indices: range, batch_size: int, device: torch.device
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """(images, labels, masks) batches of ``dataset[indices]`` on ``device``; masks are ``None``
-    for data without them (items ``(image, label)``)."""
-    loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, shuffle=False)
-    for images, labels, *masks in loader:
-        yield images.to(device), labels.to(device), masks[0].to(device).bool() if masks else None
-
-
-@torch.no_grad()
-def predictions(model: torch.nn.Module, dataset: Dataset, batch_size: int, device: torch.device,
-                progress: bool = False) -> dict[str, np.ndarray]:
-    """Labels, predicted classes and correctness of ``model`` on every image of ``dataset``."""
-    labels, preds = [], []
-    loader = batches(dataset, range(len(dataset)), batch_size, device)
-    for images, y, _ in tqdm(loader, desc="accuracy", disable=not progress, leave=False,
-                             total=-(-len(dataset) // batch_size)):
-        preds.append(model(images).argmax(dim=1).cpu())
-        labels.append(y.cpu())
-    label, pred = torch.cat(labels).numpy(), torch.cat(preds).numpy()
-    return {"label": label, "pred": pred, "correct": (label == pred).astype(np.float32)}
-
-
-def explain_and_score(model: torch.nn.Module, method: str, dataset: Dataset, indices: range,
+def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: range,
                       cfg: EvalConfig, device: torch.device) -> dict[str, np.ndarray]:
     """Saliency maps and every per-image metric for ``dataset[indices]`` (ground-truth targets)."""
-    from .metrics import evaluate_maps
-    from .saliency import explain
-
     parts: list[dict[str, np.ndarray]] = []
-    for images, labels, masks in batches(dataset, indices, cfg.batch_size, device):
+    loader = DataLoader(Subset(dataset, list(indices)), batch_size=cfg.batch_size, shuffle=False)
+    for images, labels, masks in batches_on(loader, device):
         maps = explain(model, images, method, targets=labels, **method_options(method, cfg))
         values = evaluate_maps(model, images, maps, labels, protocol=cfg.protocol,
                                batch_size=cfg.batch_size, masks=masks)
@@ -200,13 +227,20 @@ def explain_and_score(model: torch.nn.Module, method: str, dataset: Dataset, ind
     return out
 
 
-def evaluate_model(model: torch.nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig,
+def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig,
                    out_dir: Path, key: str, progress: bool = True, label: str = "") -> None:
-    """Accuracy and every method's results for one trained model, resuming from saved chunks."""
+    """Predictions and every method's results for one trained model, resuming from saved chunks.
+
+    ``key`` identifies what produced the results (settings, checkpoints, code); a file written under
+    another key is recomputed.
+    """
     device = next(model.parameters()).device
     model.eval()
-    if read_npz(out_dir / "predictions.npz", key) is None:
-        save_npz(out_dir / "predictions.npz", predictions(model, dataset, cfg.batch_size, device, progress), key)
+    if read_npz(out_dir / PREDICTIONS_FILE, key) is None:
+        pred = predict(model, dataset, cfg.batch_size, progress=progress)
+        arrays = {"label": pred["label"].cpu().numpy(), "pred": pred["pred"].cpu().numpy(),
+                  "correct": pred["correct"].cpu().numpy().astype(np.float32)}
+        save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
     jobs = [(m, i, range(s, min(s + cfg.chunk_size, n)))
             for m in methods_for(pooling, cfg)
             for n in [images_for(m, cfg, len(dataset))]
@@ -215,46 +249,3 @@ def evaluate_model(model: torch.nn.Module, pooling: str, dataset: Dataset, cfg: 
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
             save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device), key)
-
-
-def evaluate(profile, progress: bool = True) -> Path:
-    """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
-    from .experiment import checkpoints, eval_split, load_trained
-
-    cfg: EvalConfig = profile.eval
-    test = eval_split(profile)
-    out = eval_dir(profile.run_dir)
-    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant")
-    settings = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
-    for backbone in profile.models:
-        for pooling in POOLINGS:
-            model = load_trained(profile, backbone, pooling)
-            if is_ca_model(model) != (pooling == "ca"):
-                raise RuntimeError(f"{backbone}/{pooling}: load_trained returned the wrong pooling")
-            key = fingerprint(settings, checkpoints(profile, backbone, pooling))
-            evaluate_model(model, pooling, test, cfg, out / backbone / pooling, key, progress,
-                           label=f"{backbone}/{pooling}")
-    atomic_write(out / "settings.json", lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2)))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading results back
-
-
-def load_predictions(run_dir: Path, backbone: str, pooling: str) -> dict[str, np.ndarray]:
-    """``predictions.npz`` of one model (label, pred, correct per test image)."""
-    path = eval_dir(run_dir) / backbone / pooling / "predictions.npz"
-    data = read_npz(path)
-    if data is None:
-        raise FileNotFoundError(f"no predictions at {path}: run the evaluation step first")
-    return data
-
-
-def load_results(run_dir: Path, backbone: str, pooling: str, method: str) -> dict[str, np.ndarray]:
-    """Per-image results of one backbone/pooling/method, the saved chunks concatenated in order."""
-    folder = eval_dir(run_dir) / backbone / pooling / method
-    parts = [read_npz(p) for p in sorted(folder.glob("part-*.npz"))]
-    if not parts or any(p is None for p in parts):
-        raise FileNotFoundError(f"no complete results in {folder}: run the evaluation step first")
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ca_core.paper import METRIC_LABELS
+from ca_core.repro.paper import METRIC_LABELS
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

@@ -9,8 +9,8 @@ from typing import Literal
 import pytest
 import yaml
 
-from ca_core import config
-from ca_core.config import ConfigError, from_dict, load_all, load_profile, parse_profile
+from ca_core.repro import config
+from ca_core.repro.config import ConfigError, from_dict, load_all, load_profile, parse_profile
 from ca_core.data import ShapesConfig
 from ca_core.evaluation import EvalConfig
 from ca_core.train import TrainConfig

@@ -153,7 +153,7 @@ def test_list_file_with_header_and_root(tmp_path, tree):
     ("cat/0.png,0\ncat/9.png,0\n", r"val.csv:2: image .*9.png not found"),
     ("cat/0.png,0\ncat/1.png;0\n", r"val.csv:2: expected 'path,label'"),
     ("cat/0.png,0\ncat/1.png,x\n", r"val.csv:2: label 'x'"),
-    ("cat/0.png,0\ndog/1.png,7\n", r"label 7 of .*dog/1.png is outside 0..1"),
+    ("cat/0.png,0\ndog/1.png,7\n", r"label 7 of .*dog/1.png does not fit a model with 2 classes"),
 ])
 def test_list_file_errors_name_line_and_value(tmp_path, tree, text, message):
     lst = tmp_path / "val.csv"

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ca_core import build_model, paper, report
+from ca_core import build_model
+from ca_core.repro import paper, report
 from ca_core.data import ShapesConfig, shapes_dataset
-from ca_core.evaluation import EvalConfig, evaluate_model, images_for, load_predictions, load_results
+from ca_core.evaluation import EvalConfig, evaluate_model, images_for
+from ca_core.repro.runs import load_predictions, load_results
 
 torch.set_num_threads(1)
 
@@ -34,13 +36,13 @@ def test_results_are_per_image_and_complete(run):
     assert files == [f"resnet_mini/ca/{m}/part-0000{i}.npz" for m in ("attention", "gradcam") for i in range(3)] + [
         "resnet_mini/ca/predictions.npz"] + [f"resnet_mini/gap/gradcam/part-0000{i}.npz" for i in range(3)] + [
         "resnet_mini/gap/predictions.npz"]  # no raw attention for GAP
-    res = load_results(run.run_dir, "resnet_mini", "ca", "gradcam")
+    res = load_results(run, "resnet_mini", "ca", "gradcam")
     assert res["index"].tolist() == [0, 1, 2] and res["maps"].shape == (3, 4, 4)
     assert res["label"].tolist() == [run.test[i][1] for i in range(3)]
     for key in ("ad", "ag", "ai", "insertion", "deletion", "pointing", "energy"):
         assert res[key].shape == (3,) and np.all((res[key] >= 0) & (res[key] <= 1)), key
     assert res["insertion_curve"].shape[0] == 3
-    pred = load_predictions(run.run_dir, "resnet_mini", "gap")
+    pred = load_predictions(run, "resnet_mini", "gap")
     assert len(pred["correct"]) == len(run.test)  # accuracy on the whole test split
 
 

@@ -5,7 +5,7 @@ from itertools import product
 import ipywidgets as widgets
 import pytest
 
-from ca_core.explorer import stack_explorer
+from ca_core.repro.explorer import stack_explorer
 
 PNG = b"\x89PNG fake"
 

@@ -322,10 +322,10 @@ def test_forward_passes_are_chunked_shared_and_gradient_free(resnet):
     (np.ones((3, 4, 4)), [0, 1, 2], None, r"maps must be a tensor \(B, h, w\) with B = 3 images, got ndarray"),
     (torch.tensor(float("nan")).expand(3, 4, 4), [0, 1, 2], None, r"NaN or inf \(images \[0, 1, 2\]\)"),
     (torch.full((3, 4, 4), 2.0), [0, 1, 2], None, r"\[0, 1\]"),
-    (torch.rand(3, 4, 4), [0, 5, 2], None, r"class indices in \[0, 5\); got 5 at image 1"),
-    (torch.rand(3, 4, 4), [0, -1, 2], None, r"got -1 at image 1"),
-    (torch.rand(3, 4, 4), [0, 1], None, r"targets must be 3 integer class indices"),
-    (torch.rand(3, 4, 4), [0.0, 1.0, 2.0], None, r"targets must be 3 integer"),
+    (torch.rand(3, 4, 4), [0, 5, 2], None, r"label 5 of item 1 does not fit a model with 5 classes"),
+    (torch.rand(3, 4, 4), [0, -1, 2], None, r"label -1 of item 1 does not fit a model with 5 classes"),
+    (torch.rand(3, 4, 4), [0, 1], None, r"targets must hold one integer class index per image \(3 images\)"),
+    (torch.rand(3, 4, 4), [0.0, 1.0, 2.0], None, r"targets must hold one integer class index"),
     (torch.rand(3, 4, 4), [0, 1, 2], torch.ones(3, 16, 16, dtype=torch.bool), r"masks must be a bool tensor \(3, 32, 32\)"),
 ])
 def test_bad_input_gets_a_clear_error(resnet, maps, targets, masks, message):

@@ -13,9 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ca_core import pipeline
-from ca_core.config import ConfigError
-from ca_core.pipeline import PipelineError, digest, is_up_to_date, source_digest, stamp_path
+from ca_core.repro import pipeline
+from ca_core.repro.config import ConfigError
+from ca_core.repro.pipeline import PipelineError, is_up_to_date, stamp_path
+from ca_core.utils import digest, source_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("01_first", "02_second")

@@ -16,7 +16,9 @@ from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.distributed import gather_per_image, shard_indices
 from ca_core.models import read_checkpoint
-from ca_core.train import TrainConfig, accuracy, checkpoint_file, evaluate, main, train
+from ca_core.evaluation import accuracy, predict
+from ca_core.repro.cli import train_main
+from ca_core.train import TrainConfig, checkpoint_file, train
 
 torch.set_num_threads(1)
 DATA = ShapesConfig(seed=1, image_size=32, num_classes=4, train=64, val=16, test=16)
@@ -123,7 +125,7 @@ def test_labels_and_stage_that_do_not_fit_the_model_are_errors(tmp_path, sets):
 
 def test_evaluate_is_per_image_and_in_order(sets):
     model = _gap().eval()
-    result = evaluate(model, sets["val"], batch_size=5)
+    result = predict(model, sets["val"], batch_size=5)
     with torch.no_grad():
         logits = model(torch.stack([sets["val"][i][0] for i in range(16)]))
     assert torch.equal(result["pred"], logits.argmax(1))
@@ -152,10 +154,10 @@ def test_cli_and_torchrun_two_processes_match_one(tmp_path):
     config = _write_profile(tmp_path / "config.yml")
     common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config),
               "--shapes-root", str(tmp_path / "shapes"), "--no-progress"]
-    gap = main(common + ["--stage", "gap", "--out", str(tmp_path / "gap")])
+    gap = train_main(common + ["--stage", "gap", "--out", str(tmp_path / "gap")])
     assert gap["epochs_done"] == 2  # the backbone's own gap_epochs
     ca = common + ["--stage", "ca", "--gap-checkpoint", str(tmp_path / "gap" / "model.safetensors")]
-    single = main(ca + ["--out", str(tmp_path / "one")])
+    single = train_main(ca + ["--out", str(tmp_path / "one")])
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     run = subprocess.run(
@@ -178,8 +180,8 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
     generating the data instead of loading its cache) trains the same models."""
     import shutil
 
-    from ca_core import experiment
-    from ca_core.config import Profile
+    from ca_core.repro import experiment, runs
+    from ca_core.repro.config import Profile
     from ca_core.data import ShapesConfig
     from ca_core.models import read_checkpoint
 
@@ -192,7 +194,7 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
         torch.rand(draws)
         rows = experiment.train_all(profile, progress=False)
         assert [r["Epochs"] for r in rows] == [2, 1]  # per_model's gap_epochs, then the CA stage's epochs
-        weights.append({s: read_checkpoint(experiment.checkpoint_path(profile, "resnet_mini", s))[0] for s in ("gap", "ca")})
+        weights.append({s: read_checkpoint(runs.checkpoint_path(profile, "resnet_mini", s))[0] for s in ("gap", "ca")})
         shutil.rmtree(profile.run_dir)
     for stage in ("gap", "ca"):
         assert weights[0][stage].keys() == weights[1][stage].keys()

@@ -18,6 +18,7 @@ from typing import Callable
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..utils import check_labels
 from .transforms import eval_transform, imagenet_data_config, paper_train_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -81,11 +82,7 @@ def _existing_dir(root: str | Path, what: str) -> Path:
 
 
 def _check_labels(samples: list[tuple[str, int]], num_classes: int | None, source: str) -> None:
-    if num_classes is None:
-        return
-    for path, label in samples:
-        if not 0 <= label < num_classes:
-            raise ValueError(f"{source}: label {label} of {path} is outside 0..{num_classes - 1} ({num_classes} classes)")
+    check_labels([label for _, label in samples], None, num_classes, what=source, names=[path for path, _ in samples])
 
 
 def image_folder(root: str | Path, transform: Callable | None = None, skip_corrupt: bool = False,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
 
-from ..models import atomic_write
+from ..utils import atomic_write
 
 SHAPE_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "ellipse", "arrow")
 SPLITS = ("train", "val", "test")

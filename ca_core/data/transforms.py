@@ -5,15 +5,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from timm.data import create_transform, resolve_data_config
-from torch import nn
 from torchvision import transforms as T
 
-from ..models import backbone_of
-
-
-def data_config_of(model: nn.Module) -> dict[str, Any]:
-    """timm's data config (input size, interpolation, crop, mean, std) of a GAP or CA model's backbone."""
-    return resolve_data_config(model=backbone_of(model))
+from ..models import data_config_of  # noqa: F401  (re-exported: the data side of a model)
 
 
 def eval_transform(data_config: dict[str, Any]) -> Callable:

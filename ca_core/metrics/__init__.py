@@ -6,15 +6,14 @@ with bootstrap confidence intervals. Conventions are named in :mod:`ca_core.metr
 """
 from .causal import auc, blur, blur_kernel, causal_curves, pixel_ranks
 from .confidence import average_drop, average_gain, average_increase, confidence_metrics, mask_images
-from .evaluate import evaluate_maps
+from .maps import evaluate_maps
 from .localisation import energy_pointing_game, pointing_game
 from .protocols import PROTOCOLS, Protocol, get_protocol
-from .scoring import class_scores
 from .stats import paired_test, summarize
 
 __all__ = [
     "PROTOCOLS", "Protocol", "auc", "average_drop", "average_gain", "average_increase", "blur",
-    "blur_kernel", "causal_curves", "class_scores", "confidence_metrics", "energy_pointing_game",
+    "blur_kernel", "causal_curves", "confidence_metrics", "energy_pointing_game",
     "evaluate_maps", "get_protocol", "mask_images", "paired_test", "pixel_ranks", "pointing_game",
     "summarize",
 ]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .protocols import Protocol
-from .scoring import chunks, class_scores
+from ..utils import chunks, target_scores
 
 CURVES = ("insertion", "deletion")
 
@@ -134,10 +134,10 @@ def causal_curves(
             substrate = _substrate(substrates[c], images[i], kernel)
             shown, hidden = (images[i], substrate) if CURVES[c] == "insertion" else (substrate, images[i])
             torch.where(changed, shown, hidden, out=batch[start:stop])
-        scores = class_scores(model(batch), targets[image[s]], protocol.score)
+        scores = target_scores(model(batch), targets[image[s]], protocol.score)
         curves[image[s], curve[s], point[s]] = scores.to(curves.dtype)
     if clean_logits is not None:
-        clean = class_scores(clean_logits, targets, protocol.score).to(curves.dtype)
+        clean = target_scores(clean_logits, targets, protocol.score).to(curves.dtype)
         curves[:, CURVES.index("insertion"), -1] = clean
         curves[:, CURVES.index("deletion"), 0] = clean
     result = {f"{name}_curve": curves[:, i] for i, name in enumerate(CURVES)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .scoring import chunks, class_scores
+from ..utils import chunks, target_scores
 
 
 def mask_images(
@@ -36,7 +36,7 @@ def masked_probs(
 ) -> torch.Tensor:
     """O: the target's probability on each masked image, built and forwarded ``batch_size`` at a time."""
     return torch.cat([
-        class_scores(model(mask_images(images[s], maps[s], masking, mean, std)), targets[s])
+        target_scores(model(mask_images(images[s], maps[s], masking, mean, std)), targets[s])
         for s in chunks(len(images), batch_size)
     ])
 

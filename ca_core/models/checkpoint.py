@@ -8,8 +8,6 @@ can also be given to ``build_model(..., pretrained=path)``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +17,10 @@ import torch
 from torch import nn
 
 from .ca_stream import CAStream
-from .factory import backbone_of
+from ..utils import atomic_write
+from .factory import POOLINGS, backbone_of, build_model
 
 FORMAT = "ca_core/1"
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def architecture_of(model: nn.Module) -> str:
@@ -100,3 +85,28 @@ def load_model(model: nn.Module, path: str | Path) -> dict[str, Any]:
     except RuntimeError as err:
         raise ValueError(f"checkpoint {path} does not fit this model: {err}") from err
     return meta
+
+
+def compose(backbone: str, pooling: str, num_classes: int, pretrained: bool | str | Path = False,
+            gap_checkpoint: str | Path | None = None, ca_checkpoint: str | Path | None = None) -> nn.Module:
+    """A GAP or CA model assembled from its parts: the backbone (timm, ``pretrained`` weights or the
+    GAP stage's ``gap_checkpoint``), then for ``pooling="ca"`` the stream (``ca_checkpoint``, or
+    freshly initialised for training).
+
+    The order of construction is fixed (backbone, then stream), so with the same seed the same
+    initial weights come out whatever the caller.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    gap = build_model(backbone, pooling="gap", num_classes=num_classes, pretrained=pretrained)
+    if gap_checkpoint is not None:
+        load_model(gap, gap_checkpoint)
+    if pooling == "gap":
+        return gap
+    if gap_checkpoint is None and not pretrained:
+        raise ValueError("a CA-Stream needs a trained backbone: give the GAP stage's model.safetensors "
+                         "(gap_checkpoint) or pretrained weights")
+    model = build_model(gap, pooling="ca")
+    if ca_checkpoint is not None:
+        load_model(model, ca_checkpoint)
+    return model

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import timm
+import timm.data
 import torch
 from torch import nn
 
@@ -104,6 +105,26 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def data_config_of(model: nn.Module) -> dict[str, Any]:
+    """timm's data config (input size, interpolation, crop, mean, std) of a GAP or CA model's backbone."""
+    return timm.data.resolve_data_config(model=backbone_of(model))
+
+
+def normalisation(model: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                  channels: int | None = None, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The images' mean and std (each (C,), float32): as given, else the backbone's timm data config.
+
+    The one place where de-normalisation constants come from (Score-CAM and the metrics mask in
+    pixel space). ``channels``: the images' channel count, checked against both.
+    """
+    if mean is None or std is None:
+        config = data_config_of(model)
+        mean = config["mean"] if mean is None else mean
+        std = config["std"] if std is None else std
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device).flatten()
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=device).flatten()
+    if channels is not None and (mean_t.numel() != channels or std_t.numel() != channels):
+        raise ValueError(f"mean {list(mean)} and std {list(std)} need one value per image channel ({channels})")
+    if not (std_t > 0).all():
+        raise ValueError(f"std must be positive, got {list(std)}")
+    return mean_t, std_t

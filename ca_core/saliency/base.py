@@ -7,7 +7,7 @@ weights from activations and gradients) or of :class:`SaliencyMethod`.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,11 +15,12 @@ from torch import nn
 
 from ..models import backbone_of, family_of, get_submodule
 from ..models.families import nhwc_to_nchw
+from ..utils import Labels, check_labels
 
 METHODS: dict[str, type["SaliencyMethod"]] = {}
 
 Reshape = Callable[[torch.Tensor], torch.Tensor]
-Targets = torch.Tensor | Sequence[int] | int | None
+Targets = Labels
 
 
 def register(name: str):
@@ -50,29 +51,11 @@ def upsample(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def check_targets(targets: Targets, n: int, device: torch.device) -> torch.Tensor | None:
-    """Targets as a (n,) long tensor on ``device`` (an int means the same class for every image)."""
-    if targets is None:
-        return None
-    t = torch.as_tensor(targets, device=device)
-    if t.ndim == 0:
-        t = t.expand(n)
-    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool or t.shape != (n,):
-        raise ValueError(
-            f"targets must hold one integer class index per image ({n} images); "
-            f"got dtype {t.dtype} and shape {tuple(t.shape)}"
-        )
-    return t.long()
-
-
 def resolve_targets(targets: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
     """The given targets after a range check against the logits, or the predicted classes."""
     if targets is None:
         return logits.argmax(dim=1)
-    bad = (targets < 0) | (targets >= logits.shape[1])
-    if bad.any():
-        raise ValueError(f"targets must be class indices in [0, {logits.shape[1]}); got {targets[bad].tolist()}")
-    return targets
+    return check_labels(targets, len(logits), logits.shape[1], logits.device)
 
 
 def resolve_layer(
@@ -134,7 +117,7 @@ class SaliencyMethod:
         if images.ndim != 4:
             raise ValueError(f"images must be a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
         param = next(self.model.parameters())
-        targets = check_targets(targets, len(images), param.device)
+        targets = None if targets is None else check_labels(targets, len(images), None, param.device)
         x = images.to(param.device, param.dtype)
         modes = {m: m.training for m in self.model.modules()}
         self.model.eval()

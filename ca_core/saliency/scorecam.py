@@ -20,11 +20,11 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.data import resolve_data_config
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..models import backbone_of
+from ..models import normalisation
+from ..utils import target_scores
 from .base import CAMMethod, Reshape, minmax, register, resolve_targets
 
 VARIANTS = ("paper", "pytorch_grad_cam")
@@ -42,10 +42,8 @@ class ScoreCAM(CAMMethod):
         super().__init__(model, layer, batch_size, progress, reshape)
         self.variant = variant
         self.paper = variant == "paper"
-        config = resolve_data_config(model=backbone_of(model)) if mean is None or std is None else {}
-        as_column = dict(dtype=torch.float32, device=next(model.parameters()).device)
-        self.mean = torch.as_tensor(config["mean"] if mean is None else mean, **as_column).view(-1, 1, 1)
-        self.std = torch.as_tensor(config["std"] if std is None else std, **as_column).view(-1, 1, 1)
+        mean_t, std_t = normalisation(model, mean, std, device=next(model.parameters()).device)
+        self.mean, self.std = mean_t.view(-1, 1, 1), std_t.view(-1, 1, 1)
 
     def explain_batch(self, x: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         logits, output = self.forward(x)
@@ -79,5 +77,4 @@ class ScoreCAM(CAMMethod):
 
     def score(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-row score of the target: softmax probability (paper) or logit (pytorch_grad_cam)."""
-        logits = logits.float()
-        return (logits.softmax(dim=1) if self.paper else logits).gather(1, targets[:, None])[:, 0]
+        return target_scores(logits, targets, "prob" if self.paper else "logit").float()

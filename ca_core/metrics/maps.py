@@ -9,17 +9,16 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-import timm.data
 import torch
 from torch import nn
 
-from ..models import backbone_of
+from ..models import normalisation
 from ..saliency import upsample
 from .causal import causal_curves
 from .confidence import confidence_metrics, masked_probs
 from .localisation import energy_pointing_game, pointing_game
 from .protocols import Protocol, get_protocol
-from .scoring import chunks, class_scores
+from ..utils import check_labels, chunks, target_scores
 
 MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may stray from rounding
 
@@ -33,22 +32,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-def normalisation(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None,
-                  channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std (each (C,)) given, or else from the backbone's timm data config."""
-    if mean is None or std is None:
-        config = timm.data.resolve_data_config(model=backbone_of(model))
-        mean = config["mean"] if mean is None else mean
-        std = config["std"] if std is None else std
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device).flatten()
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=device).flatten()
-    if mean_t.numel() != channels or std_t.numel() != channels:
-        raise ValueError(f"mean {list(mean)} and std {list(std)} need one value per image channel ({channels})")
-    if not (std_t > 0).all():
-        raise ValueError(f"std must be positive, got {list(std)}")
-    return mean_t, std_t
 
 
 def check_images(images: torch.Tensor) -> None:
@@ -72,19 +55,6 @@ def check_maps(maps: torch.Tensor, n_images: int) -> torch.Tensor:
         raise ValueError(f"maps must lie in [0, 1] (min-max normalise them); images {outside.nonzero()[:, 0].tolist()[:10]} "
                          f"range over [{maps.min().item():.4g}, {maps.max().item():.4g}]")
     return maps.float().clamp(0, 1)
-
-
-def check_targets(targets: torch.Tensor | Sequence[int], n_images: int, n_classes: int,
-                  device: torch.device) -> torch.Tensor:
-    """Targets must be (B,) integer class indices in [0, n_classes)."""
-    targets = torch.as_tensor(targets, device=device)
-    if targets.shape != (n_images,) or targets.is_floating_point() or targets.dtype == torch.bool:
-        raise ValueError(f"targets must be {n_images} integer class indices, got {targets.dtype} of shape {tuple(targets.shape)}")
-    bad = (targets < 0) | (targets >= n_classes)
-    if bad.any():
-        i = int(bad.nonzero()[0, 0])
-        raise ValueError(f"targets must be class indices in [0, {n_classes}); got {int(targets[i])} at image {i}")
-    return targets.long()
 
 
 def check_masks(masks: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -139,8 +109,8 @@ def evaluate_maps(
     with eval_mode(model), torch.inference_mode():
         clean_logits = torch.cat([model(images[s]) for s in chunks(n_images, batch_size)])
         targets = (clean_logits.argmax(dim=1) if targets is None
-                   else check_targets(targets, n_images, clean_logits.shape[1], images.device))
-        clean = class_scores(clean_logits, targets)
+                   else check_labels(targets, n_images, clean_logits.shape[1], images.device))
+        clean = target_scores(clean_logits, targets)
         masked = masked_probs(model, images, maps, targets, masking=protocol.masking,
                               mean=mean_t, std=std_t, batch_size=batch_size)
         results = confidence_metrics(clean, masked)

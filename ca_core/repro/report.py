@@ -7,16 +7,22 @@ Each table is a list of row dicts (the data, for tests and further use) rendered
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..metrics import paired_test, summarize
+from ..models import POOLINGS
 from . import paper
-from .evaluation import load_predictions, load_results, settings
+from .config import Profile
+from .experiment import settings
+from .runs import load_predictions, load_results, model_dir
 
 Row = dict[str, Any]
 
@@ -62,13 +68,11 @@ def _paper_source(backbone: str) -> str:
     return f"paper ({paper.BACKBONE_LABELS[ref]}, ImageNet)" if ref else "paper"
 
 
-def accuracy_table(profile) -> list[Row]:
+def accuracy_table(profile: Profile) -> list[Row]:
     """Top-1 accuracy (%) of GAP and CA per backbone, their paired difference and the paper's."""
-    from .metrics import paired_test, summarize
-
     cfg, rows = profile.eval, []
     for backbone in profile.models:
-        gap, ca = (load_predictions(profile.run_dir, backbone, p)["correct"] for p in ("gap", "ca"))
+        gap, ca = (load_predictions(profile, backbone, p)["correct"] for p in POOLINGS)
         test = paired_test(gap, ca, n_boot=cfg.n_boot, seed=cfg.seed)
         ref = paper.ACCURACY.get(paper_backbone(backbone) or "", {})
         rows.append({
@@ -80,14 +84,12 @@ def accuracy_table(profile) -> list[Row]:
     return rows
 
 
-def interpretability_table(profile) -> list[Row]:
+def interpretability_table(profile: Profile) -> list[Row]:
     """Table 1 of the paper for this run: per backbone x method x pooling, each metric's mean
     [95% CI], followed by the paper's row of the same family where it has one."""
-    from .metrics import summarize
-
     cfg, rows = profile.eval, []
     for backbone, method, pooling in settings(profile):
-        res = load_results(profile.run_dir, backbone, pooling, method)
+        res = load_results(profile, backbone, pooling, method)
         head = {"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
                 "Source": f"this run ({len(res['label'])} images)"}
         rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
@@ -115,23 +117,21 @@ def verdict(kind: str, direction: str, test: dict[str, float], alpha: float = 0.
     return "holds" if wanted else ("no: opposite, significant" if opposite else "not significant")
 
 
-def claims_table(profile) -> list[Row]:
+def claims_table(profile: Profile) -> list[Row]:
     """Each paper claim per backbone (and CAM method), with this run's paired test and verdict."""
-    from .metrics import paired_test
-
     cfg, rows = profile.eval, []
     cams = [m for m in cfg.methods if m != "attention"]
     for backbone in profile.models:
         ref = paper_backbone(backbone)
         for text, kind, metric in paper.CLAIMS:
             if metric is None:  # accuracy
-                a, b = (load_predictions(profile.run_dir, backbone, p)["correct"] for p in ("gap", "ca"))
+                a, b = (load_predictions(profile, backbone, p)["correct"] for p in POOLINGS)
                 paper_diff = paper.ACCURACY[ref]["ca"] - paper.ACCURACY[ref]["gap"] if ref else None
                 rows.append(_claim_row(text, backbone, "–", kind, "up", paired_test(a, b, cfg.n_boot, cfg.seed), paper_diff))
                 continue
             for method in cams:
-                a, b = (load_results(profile.run_dir, backbone, p, method)[metric] for p in ("gap", "ca"))
-                cells = [paper.TABLE1.get((ref, method, p)) for p in ("gap", "ca")]
+                a, b = (load_results(profile, backbone, p, method)[metric] for p in POOLINGS)
+                cells = [paper.TABLE1.get((ref, method, p)) for p in POOLINGS]
                 paper_diff = cells[1][metric] - cells[0][metric] if all(cells) else None
                 test = paired_test(a, b, cfg.n_boot, cfg.seed)
                 rows.append(_claim_row(text, backbone, paper.METHOD_LABELS[method], kind,
@@ -148,13 +148,11 @@ def _claim_row(text: str, backbone: str, method: str, kind: str, direction: str,
     }
 
 
-def localisation_table(profile) -> list[Row]:
+def localisation_table(profile: Profile) -> list[Row]:
     """Pointing game and energy inside the ground-truth masks (%), per backbone x method x pooling."""
-    from .metrics import summarize
-
     cfg, rows = profile.eval, []
     for backbone, method, pooling in settings(profile):
-        res = load_results(profile.run_dir, backbone, pooling, method)
+        res = load_results(profile, backbone, pooling, method)
         if "pointing" not in res:
             return []  # data without masks (ImageNet): no localisation table
         rows.append({"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
@@ -163,33 +161,28 @@ def localisation_table(profile) -> list[Row]:
     return rows
 
 
-def results_inventory(profile) -> list[Row]:
+def results_inventory(profile: Profile) -> list[Row]:
     """What the evaluation saved: one row per backbone x pooling x method, with its image count and folder."""
     rows = []
     for backbone, method, pooling in settings(profile):
-        res = load_results(profile.run_dir, backbone, pooling, method)
-        folder = profile.run_dir / "eval" / backbone / pooling / method
+        res = load_results(profile, backbone, pooling, method)
+        folder = model_dir(profile, backbone, pooling) / method
         rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
                      "Images": len(res["label"]), "Per-image values": ", ".join(k for k in res if k != "index"),
                      "Folder": f"`{folder}`"})
     return rows
 
 
-def resolved_settings(profile) -> dict[str, Any]:
+def resolved_settings(profile: Profile) -> dict[str, Any]:
     """The profile with every default filled in, as plain JSON-able data: what this run used."""
-    import json
-    from dataclasses import asdict
-
     settings = {"description": profile.description, "models": profile.models, "pretrained": profile.pretrained,
                 "data": {"kind": profile.data_kind, **asdict(profile.data)},
                 "train": asdict(profile.train), "eval": asdict(profile.eval)}
     return json.loads(json.dumps(settings, default=str))
 
 
-def seeds_table(profile) -> list[Row]:
+def seeds_table(profile: Profile) -> list[Row]:
     """Every ``seed`` field of the profile's sections (data generation, training, bootstrap)."""
-    from dataclasses import fields, is_dataclass
-
     rows = []
     for section in ("data", "train", "eval"):
         obj = getattr(profile, section)
@@ -204,7 +197,7 @@ def environment() -> list[Row]:
     import timm
     import torch
 
-    from . import __version__
+    from .. import __version__
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)"
     items = {
@@ -218,8 +211,6 @@ def environment() -> list[Row]:
 
 def timings_table(path: Path) -> list[Row]:
     """The measured time of each pipeline step from ``runs/<profile>/timings.json``."""
-    import json
-
     if not Path(path).is_file():
         return []
     steps = json.loads(Path(path).read_text())["steps"]

@@ -4,7 +4,8 @@ A profile (``smoke``, ``default``, ``imagenet``) has one section per part of the
 section maps 1:1 onto a dataclass owned by the module that uses it: ``data`` onto
 :class:`ca_core.data.ShapesConfig` (``kind: shapes``) or :class:`FolderData` (``kind: folders``),
 ``train`` onto :class:`ca_core.train.TrainConfig`, ``eval`` onto
-:class:`ca_core.evaluation.EvalConfig`; ``models`` lists the timm backbones.
+:class:`ca_core.evaluation.EvalConfig`; ``models`` lists the timm backbones. :class:`Profile` is
+the typed result.
 
 Validation is generic over those dataclasses (their field names and type hints are the schema), so
 a new field needs no change here. Every error names the key path, e.g.
@@ -21,7 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+import timm
 import yaml
+
+from ..data import ShapesConfig
+from ..evaluation import EvalConfig
+from ..train import TrainConfig
 
 CONFIG_FILE = Path("_config.yml")
 
@@ -57,11 +63,13 @@ class FolderData:
         return {"train_root": self.train_root, "val_root": self.val_root, "val_list": self.val_list}
 
 
-def data_kinds() -> dict[str, type]:
-    """``kind`` values of the ``data`` section and the dataclass each maps onto."""
-    from .data import ShapesConfig
+DataSpec = ShapesConfig | FolderData
 
-    return {"shapes": ShapesConfig, "folders": FolderData}
+#: ``kind`` values of the ``data`` section and the dataclass each maps onto.
+DATA_KINDS: dict[str, type] = {"shapes": ShapesConfig, "folders": FolderData}
+
+#: The dataclass each of the ``train`` and ``eval`` sections maps onto.
+SECTIONS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig}
 
 
 @dataclass
@@ -69,10 +77,10 @@ class Profile:
     """One validated profile of ``_config.yml``."""
 
     name: str
-    data: Any
+    data: DataSpec
     models: list[str]
-    train: Any
-    eval: Any
+    train: TrainConfig
+    eval: EvalConfig
     description: str = ""
     pretrained: bool = False
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -85,7 +93,7 @@ class Profile:
     @property
     def data_kind(self) -> str:
         """``"shapes"`` or ``"folders"``."""
-        return next(k for k, cls in data_kinds().items() if isinstance(self.data, cls))
+        return next(k for k, cls in DATA_KINDS.items() if isinstance(self.data, cls))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,14 +213,6 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
 PROFILE_KEYS = ("description", "data", "models", "pretrained", "train", "eval")
 
 
-def section_classes() -> dict[str, type]:
-    """The dataclass each of the ``train`` and ``eval`` sections maps onto."""
-    from .evaluation import EvalConfig
-    from .train import TrainConfig
-
-    return {"train": TrainConfig, "eval": EvalConfig}
-
-
 def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True) -> Profile:
     """Validate one profile's settings (the mapping under ``profiles.<name>``)."""
     path = f"profiles.{name}"
@@ -227,7 +227,7 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     if not isinstance(settings["data"], Mapping):
         raise ConfigError(f"{path}.data: expected a mapping, got {settings['data']!r}")
     data_settings = dict(settings["data"])
-    kinds = data_kinds()
+    kinds = DATA_KINDS
     kind = data_settings.pop("kind", "shapes")
     if kind not in kinds:
         raise ConfigError(f"{path}.data.kind: expected one of {', '.join(map(repr, kinds))}, got {kind!r}")
@@ -235,7 +235,7 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     if not models:
         raise ConfigError(f"{path}.models: list at least one timm backbone")
     _check_backbones(models, f"{path}.models")
-    sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in section_classes().items()}
+    sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in SECTIONS.items()}
     _check_per_model(sections["train"], models, f"{path}.train.per_model")
     profile = Profile(
         name=name,
@@ -251,7 +251,7 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     return profile
 
 
-def _check_per_model(train: Any, models: list[str], path: str) -> None:
+def _check_per_model(train: TrainConfig, models: list[str], path: str) -> None:
     """Each ``per_model`` entry names one of the profile's models and holds valid train settings."""
     base = {f.name: getattr(train, f.name) for f in dataclasses.fields(train) if f.name != "per_model"}
     for backbone, overrides in train.per_model.items():
@@ -262,8 +262,6 @@ def _check_per_model(train: Any, models: list[str], path: str) -> None:
 
 def _check_backbones(models: list[str], path: str) -> None:
     """Every backbone must be a model timm knows (``ca_core.models`` registers the mini ones on import)."""
-    import timm
-
     for i, name in enumerate(models):
         if not timm.is_model(name):
             close = difflib.get_close_matches(name, timm.list_models(), n=1)
@@ -273,7 +271,7 @@ def _check_backbones(models: list[str], path: str) -> None:
 
 def check_data_paths(profile: Profile) -> None:
     """Raise :class:`ConfigError` naming the key of a data path that does not exist."""
-    paths = profile.data.paths() if hasattr(profile.data, "paths") else {}
+    paths = profile.data.paths() if isinstance(profile.data, FolderData) else {}
     for key, value in paths.items():
         if not Path(value).exists():
             raise ConfigError(

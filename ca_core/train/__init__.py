@@ -21,28 +21,26 @@ process normalises with its own share of the batch).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from . import distributed
-from .models import atomic_write, backbone_of, is_ca_model, save_model
+from .. import distributed
+from ..evaluation import batches_on, num_classes_of, predict
+from ..models import POOLINGS, is_ca_model, save_model
+from ..utils import atomic_write, check_labels, rng_states, seed_everything, set_rng_states
 
-STAGES = ("gap", "ca")
+STAGES = POOLINGS  # stage "gap" trains a GAP model, stage "ca" the stream of a CA model
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.safetensors"
 LOG_FILE = "log.jsonl"
@@ -114,24 +112,13 @@ def checkpoint_file(out_dir: str | Path) -> Path:
 # Checks
 
 
-def num_classes_of(model: nn.Module) -> int:
-    """Width of the model's classifier."""
-    return int(backbone_of(model).num_classes)
-
-
-def check_labels(dataset: Dataset, num_classes: int, name: str) -> None:
+def check_dataset_labels(dataset: Dataset, num_classes: int, name: str) -> None:
     """Raise if a label of ``dataset`` (its ``targets``) is outside ``0..num_classes-1``, naming the item."""
     targets = getattr(dataset, "targets", None)
-    if targets is None:
-        return
-    targets = torch.as_tensor(targets)
-    bad = ((targets < 0) | (targets >= num_classes)).nonzero()
-    if len(bad):
-        i = int(bad[0])
+    if targets is not None:
         samples = getattr(dataset, "samples", None)
-        item = f"{samples[i][0]}" if samples is not None else f"item {i}"
-        raise ValueError(f"{name} set: label {int(targets[i])} of {item} does not fit a model with "
-                         f"{num_classes} classes (labels must be 0..{num_classes - 1}); {len(bad)} such label(s)")
+        check_labels(targets, None, num_classes, what=f"{name} set",
+                     names=None if samples is None else [path for path, *_ in samples])
 
 
 def check_stage(model: nn.Module, stage: str) -> None:
@@ -168,30 +155,6 @@ def trainable_module(model: nn.Module) -> nn.Module:
 # State
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_states() -> dict[str, Any]:
-    """Every RNG state a later epoch may draw from."""
-    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore :func:`rng_states`."""
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 def read_state(out_dir: Path, cfg: TrainConfig, stage: str) -> dict[str, Any] | None:
     """The last checkpoint in ``out_dir``, after checking it was written by the same settings."""
     path = out_dir / STATE_FILE
@@ -216,52 +179,6 @@ def write_state(out_dir: Path, state: dict[str, Any]) -> None:
     atomic_write(out_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
     text = "".join(json.dumps(r) + "\n" for r in state["log"])
     atomic_write(out_dir / LOG_FILE, lambda tmp: Path(tmp).write_text(text))
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def _batches(loader: DataLoader, device: torch.device, num_classes: int | None = None):
-    """(images, labels) on ``device`` from batches that may also carry masks; labels checked on the CPU."""
-    for batch in loader:
-        labels = torch.as_tensor(batch[1])
-        if num_classes is not None and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"a batch holds labels {labels.unique().tolist()}; a model with {num_classes} "
-                             f"classes needs 0..{num_classes - 1}")
-        yield batch[0].to(device, non_blocking=True), labels.to(device, non_blocking=True)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0) -> dict[str, torch.Tensor]:
-    """Per-image ``pred``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
-
-    Under DDP each rank evaluates its shard (:func:`ca_core.distributed.shard_indices`) and every
-    rank receives all images' results (:func:`ca_core.distributed.gather_per_image`).
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    shard = Subset(dataset, list(distributed.shard_indices(len(dataset))))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
-    preds, losses, labels = [], [], []
-    with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-        for images, target in _batches(loader, device, num_classes_of(model)):
-            logits = model(images).float()
-            preds.append(logits.argmax(1))
-            losses.append(F.cross_entropy(logits, target, reduction="none"))
-            labels.append(target)
-    model.train(was_training)
-    empty = torch.empty(0, device=device)
-    pred = torch.cat(preds) if preds else empty.long()
-    out = {"pred": pred, "loss": torch.cat(losses) if losses else empty,
-           "correct": (pred == torch.cat(labels)) if labels else empty.bool()}
-    return {k: distributed.gather_per_image(v, len(dataset)) for k, v in out.items()}
-
-
-def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction) of ``model`` on ``dataset``."""
-    return evaluate(model, dataset, batch_size)["correct"].float().mean().item()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,8 +229,8 @@ def train(
     """
     check_stage(model, stage)
     classes = num_classes_of(model)
-    check_labels(train_set, classes, "train")
-    check_labels(val_set, classes, "validation")
+    check_dataset_labels(train_set, classes, "train")
+    check_dataset_labels(val_set, classes, "validation")
     device = distributed.setup()
     rank, size = distributed.world()
     if cfg.batch_size % size:
@@ -346,9 +263,9 @@ def train(
         net.train()
         sums = torch.zeros(3, device=device)  # loss sum, correct, images
         loader = _loader(train_set, cfg, epoch, device)
-        batches = tqdm(_batches(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
+        batches = tqdm(batches_on(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
                        disable=not (progress and rank == 0), leave=False)
-        for images, labels in batches:
+        for images, labels, _ in batches:
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 logits = net(images)
                 loss = F.cross_entropy(logits.float(), labels)
@@ -359,7 +276,7 @@ def train(
             sched.step()
             sums += torch.stack([loss.detach() * len(labels), (logits.argmax(1) == labels).sum(), torch.tensor(len(labels), device=device)])
         loss_sum, correct, seen = distributed.all_sum(sums).tolist()
-        val = evaluate(model, val_set, cfg.eval_batch_size, cfg.num_workers)
+        val = predict(model, val_set, cfg.eval_batch_size, cfg.num_workers, amp=use_amp)
         log.append({"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                     "val_loss": val["loss"].mean().item(), "val_acc": val["correct"].float().mean().item(),
                     "lr": lr, "time_s": round(time.perf_counter() - start, 3)})
@@ -377,95 +294,3 @@ def train(
         save_model(model, checkpoint_file(out_dir), extra={"stage": stage, "epochs": epochs, "val_acc": log[-1]["val_acc"]})
     distributed.barrier()
     return _result(stage, epochs, log)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` strings to TrainConfig fields, each value converted to the field's type."""
-    scalars = {"int": int, "float": float, "bool": bool}
-    types = {f.name: scalars[str(f.type)] for f in dataclasses.fields(TrainConfig) if str(f.type) in scalars}
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or key not in types:
-            raise ValueError(f"--set {pair!r}: expected key=value with key one of {', '.join(types)}")
-        kind = types[key]
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--set {pair!r}: expected true or false")
-            out[key] = value.lower() in ("true", "1")
-        else:
-            try:
-                out[key] = kind(value)
-            except ValueError as err:
-                raise ValueError(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from err
-    return out
-
-
-def build_for_stage(backbone: str, stage: str, num_classes: int, pretrained: bool | str, gap_checkpoint: str | None) -> nn.Module:
-    """The model a stage trains: a GAP model, or a CA-Stream on a pretrained or trained GAP backbone."""
-    from .models import build_model, load_model
-
-    gap = build_model(backbone, pooling="gap", num_classes=num_classes, pretrained=pretrained)
-    if stage == "gap":
-        return gap
-    if gap_checkpoint:
-        load_model(gap, gap_checkpoint)
-    elif not pretrained:
-        raise ValueError("stage 'ca' needs a trained backbone: pass --gap-checkpoint (the GAP stage's "
-                         "model.safetensors) or use pretrained weights")
-    return build_model(gap, pooling="ca")
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """``python -m ca_core.train``: one stage of one backbone on a profile's data (also under torchrun).
-
-    Prints the result of :func:`train` as JSON, with the test accuracy once the stage is finished.
-    """
-    from . import config, data
-
-    parser = argparse.ArgumentParser(prog="python -m ca_core.train", description=main.__doc__)
-    parser.add_argument("--backbone", required=True, help="timm model name, e.g. resnet50, convnext_base, resnet_mini")
-    parser.add_argument("--stage", choices=STAGES, required=True)
-    parser.add_argument("--out", required=True, help="output folder (checkpoints, log.jsonl, model.safetensors)")
-    parser.add_argument("--profile", default="default", help="profile of the config file giving data and train settings")
-    parser.add_argument("--config", default=str(config.CONFIG_FILE), help="config file (default: %(default)s)")
-    parser.add_argument("--gap-checkpoint", help="stage ca: the trained GAP model (model.safetensors of stage gap)")
-    parser.add_argument("--pretrained", help="'true' for timm's weights or a local weights file (default: the profile's)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override train settings, e.g. epochs=3")
-    parser.add_argument("--until-epoch", type=int, help="stop after this many epochs (resume later with the same command)")
-    parser.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
-    parser.add_argument("--shapes-root", default="data/shapes", help="cache folder of the generated data")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    profile = config.load_profile(args.profile, args.config)
-    cfg = dataclasses.replace(profile.train.for_backbone(args.backbone), **parse_overrides(args.set))
-    if profile.data_kind == "shapes":
-        sets = {s: data.shapes_dataset(profile.data, s, root=args.shapes_root) for s in ("train", "val", "test")}
-    else:
-        spec = profile.data
-        sets = data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
-                                    spec.num_classes)
-    pretrained: bool | str = profile.pretrained if args.pretrained is None else (
-        True if args.pretrained.lower() == "true" else args.pretrained)
-    torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
-    model = build_for_stage(args.backbone, args.stage, profile.data.num_classes, pretrained, args.gap_checkpoint)
-    result = train(cfg, model, sets["train"], sets["val"], args.out, stage=args.stage,
-                   progress=not args.no_progress, until_epoch=args.until_epoch)
-    if result["epochs_done"] == result["epochs"]:
-        result["test_acc"] = accuracy(model, sets["test"], cfg.eval_batch_size)
-    if distributed.is_main():
-        print(json.dumps(result))
-    return result
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")

@@ -10,7 +10,6 @@ hash, so a change anywhere upstream re-runs everything after it. Measured step t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -19,36 +18,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..utils import atomic_write, digest, source_digest, write_json
 from .config import CONFIG_FILE, ConfigError, load_profile, read_config
-from .models import atomic_write
+from .runs import timings_path
 
 STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_reproduction")
 NOTEBOOK_DIR = Path("notebooks")
 OUTPUT_DIR = Path("book/generated")
 BOOK_DIR = Path("book")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ca_core
 
 
 class PipelineError(RuntimeError):
     """A step failed; the message names the notebook and the cell."""
-
-
-def digest(*parts: Any) -> str:
-    """SHA-256 of JSON-able values and of the bytes of any :class:`Path` among them."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            h.update(part.read_bytes())
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def source_digest(package_dir: Path = PACKAGE_DIR) -> str:
-    """Hash of every ``.py`` file of the package (names and contents), i.e. of the code version."""
-    files = sorted(p for p in package_dir.rglob("*.py") if "__pycache__" not in p.parts)
-    return digest(*[str(p.relative_to(package_dir)) for p in files], *files)
 
 
 def stamp_path(output: Path) -> Path:
@@ -65,11 +47,6 @@ def is_up_to_date(output: Path, key: str) -> bool:
         return json.loads(stamp.read_text()).get("key") == key
     except json.JSONDecodeError:
         return False
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
 def failure_message(notebook: Path, output: Path, err: Exception) -> str:
@@ -168,8 +145,8 @@ def run(
     root = Path(config).resolve().parent
     load_profile(profile, config)  # validate everything (and the data paths) before any work
     settings = read_config(config)["profiles"][profile]
-    timings = Timings(root / "runs" / profile / "timings.json")
-    key = digest(profile, settings, source_digest())
+    timings = Timings(timings_path(root / "runs" / profile))
+    key = digest(profile, settings, source_digest(PACKAGE_DIR))
     for i, step in enumerate(steps, 1):
         notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
         if not notebook.is_file():

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..saliency import upsample
+
 CMAP = "jet"
 ALPHA = 0.5
 POOLING_STYLE = {"gap": dict(color="tab:blue", ls="--"), "ca": dict(color="tab:red", ls="-")}
@@ -21,8 +23,6 @@ POOLING_STYLE = {"gap": dict(color="tab:blue", ls="--"), "ca": dict(color="tab:r
 
 def upsampled(smap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A (h, w) map bilinearly upsampled to ``size`` (the metrics' convention: align_corners False)."""
-    from .saliency import upsample
-
     return upsample(torch.as_tensor(np.asarray(smap, dtype=np.float32))[None], size)[0].numpy()
 
 

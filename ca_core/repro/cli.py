@@ -1,0 +1,94 @@
+"""``python -m ca_core.train``: one training stage of one backbone on a profile's data (also under torchrun).
+
+The training loop is the library's (:func:`ca_core.train.train`); this command reads a profile for
+the data and the settings, assembles the model the stage trains, and prints the result as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import distributed
+from ..evaluation import accuracy
+from ..models import compose
+from ..train import STAGES, TrainConfig, train
+from .config import CONFIG_FILE, ConfigError, load_profile
+from .experiment import SHAPES_ROOT, datasets
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings to TrainConfig fields, each value converted to the field's type."""
+    scalars = {"int": int, "float": float, "bool": bool}
+    types = {f.name: scalars[str(f.type)] for f in dataclasses.fields(TrainConfig) if str(f.type) in scalars}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in types:
+            raise ValueError(f"--set {pair!r}: expected key=value with key one of {', '.join(types)}")
+        kind = types[key]
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {pair!r}: expected true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            try:
+                out[key] = kind(value)
+            except ValueError as err:
+                raise ValueError(f"--set {pair!r}: {value!r} is not a {kind.__name__}") from err
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m ca_core.train``."""
+    p = argparse.ArgumentParser(prog="python -m ca_core.train", description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", required=True, help="timm model name, e.g. resnet50, convnext_base, resnet_mini")
+    p.add_argument("--stage", choices=STAGES, required=True)
+    p.add_argument("--out", required=True, help="output folder (checkpoints, log.jsonl, model.safetensors)")
+    p.add_argument("--profile", default="default", help="profile of the config file giving data and train settings")
+    p.add_argument("--config", default=str(CONFIG_FILE), help="config file (default: %(default)s)")
+    p.add_argument("--gap-checkpoint", help="stage ca: the trained GAP model (model.safetensors of stage gap)")
+    p.add_argument("--pretrained", help="'true' for timm's weights or a local weights file (default: the profile's)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override train settings, e.g. epochs=3")
+    p.add_argument("--until-epoch", type=int, help="stop after this many epochs (resume later with the same command)")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--shapes-root", default=str(SHAPES_ROOT), help="cache folder of the generated data")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def train_main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run one stage as the command line asks; print the result (with the test accuracy once finished)."""
+    args = parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = load_profile(args.profile, args.config)
+    cfg = dataclasses.replace(profile.train.for_backbone(args.backbone), **parse_overrides(args.set))
+    sets = datasets(profile, ("train", "val", "test"), shapes_root=Path(args.shapes_root))
+    pretrained: bool | str = profile.pretrained if args.pretrained is None else (
+        True if args.pretrained.lower() == "true" else args.pretrained)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
+    model = compose(args.backbone, args.stage, profile.data.num_classes, pretrained,
+                    args.gap_checkpoint if args.stage == "ca" else None)
+    result = train(cfg, model, sets["train"], sets["val"], args.out, stage=args.stage,
+                   progress=not args.no_progress, until_epoch=args.until_epoch)
+    if result["epochs_done"] == result["epochs"]:
+        result["test_acc"] = accuracy(model, sets["test"], cfg.eval_batch_size)
+    if distributed.is_main():
+        print(json.dumps(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: errors of the user's making are one line, not a traceback."""
+    try:
+        train_main(argv)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,143 @@
+"""A profile's experiment: its data splits, its models, the training of every backbone and the
+evaluation of every trained model, in the run folder of :mod:`ca_core.repro.runs`.
+
+With ``pretrained: true`` (the ImageNet profile) the GAP model is timm's pretrained backbone and
+only the CA-Stream trains, as in the paper.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from .. import data, evaluation, metrics, saliency
+from ..evaluation import evaluate_model, methods_for
+from ..models import POOLINGS, compose
+from ..train import STAGES, train
+from ..utils import default_device, digest, seed_everything, source_digest, write_json
+from .config import FolderData, Profile
+from .runs import checkpoint_path, checkpoints, eval_dir, model_dir, stage_dir
+
+SHAPES_ROOT = Path("data/shapes")
+SPLITS = ("train", "val", "test")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def datasets(profile: Profile, splits: tuple[str, ...] = SPLITS, shapes_root: Path = SHAPES_ROOT) -> dict[str, Dataset]:
+    """The profile's data splits, loading only those in ``splits`` (the training split is the large one)."""
+    spec = profile.data
+    if not isinstance(spec, FolderData):
+        return {split: data.shapes_dataset(spec, split, root=shapes_root) for split in splits}
+    if "train" in splits:
+        sets = data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
+                                    spec.num_classes)
+        return {split: sets[split] for split in splits}
+    val = data.imagenet_val(spec.val_root, spec.val_list, spec.image_size, spec.resize, spec.num_classes)
+    return {split: val for split in splits}
+
+
+def eval_split(profile: Profile) -> Dataset:
+    """The profile's test split alone: the images evaluated and shown."""
+    return datasets(profile, ("test",))["test"]
+
+
+def class_names(dataset: Dataset, n: int) -> list[str]:
+    """A display name per class index: the dataset's ``classes`` when it has them, else the indices."""
+    names = list(getattr(dataset, "classes", None) or [])
+    return names if len(names) == n else [str(i) for i in range(n)]
+
+
+def rgb(image: torch.Tensor) -> np.ndarray:
+    """A normalised (3, H, W) image as an (H, W, 3) array in [0, 1] for display."""
+    return data.denormalize(image.detach().cpu()).clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def describe_data(profile: Profile, sets: dict[str, Dataset]) -> str:
+    """A Markdown paragraph: the data kind, split sizes, classes and image size."""
+    sizes = ", ".join(f"{split} {len(ds)}" for split, ds in sets.items())
+    names = class_names(sets["test"], profile.data.num_classes)
+    x = sets["test"][0][0]
+    return (f"**{profile.data_kind}** data, {len(names)} classes ({', '.join(names[:12])}"
+            f"{', …' if len(names) > 12 else ''}); images {x.shape[-1]}×{x.shape[-2]} px; "
+            f"split sizes: {sizes}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and training
+
+
+def settings(profile: Profile) -> Iterator[tuple[str, str, str]]:
+    """Every evaluated ``(backbone, method, pooling)``, in the order of the paper's Table 1."""
+    for backbone in profile.models:
+        for method in profile.eval.methods:
+            for pooling in POOLINGS:
+                if method in methods_for(pooling, profile.eval):
+                    yield backbone, method, pooling
+
+
+def load_trained(profile: Profile, backbone: str, pooling: str, device: torch.device | None = None) -> nn.Module:
+    """The trained GAP or CA model of a backbone, in eval mode on ``device`` (default: the best available)."""
+    gap_checkpoint = None if profile.pretrained else checkpoint_path(profile, backbone, "gap")
+    model = compose(backbone, pooling, profile.data.num_classes, profile.pretrained, gap_checkpoint,
+                    checkpoint_path(profile, backbone, "ca") if pooling == "ca" else None)
+    return model.to(device or default_device()).eval()
+
+
+def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
+    """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy."""
+    sets = datasets(profile, ("train", "val"))
+    rows = []
+    for backbone in profile.models:
+        cfg = profile.train.for_backbone(backbone)
+        for stage in STAGES:
+            if stage == "gap" and profile.pretrained:
+                continue
+            seed_everything(cfg.seed)  # the initial weights, whatever ran before in this process
+            gap_checkpoint = None if stage == "gap" or profile.pretrained else checkpoint_path(profile, backbone, "gap")
+            model = compose(backbone, stage, profile.data.num_classes, profile.pretrained, gap_checkpoint)
+            result = train(cfg, model, sets["train"], sets["val"], stage_dir(profile, backbone, stage),
+                           stage=stage, progress=progress)
+            rows.append({"Backbone": backbone, "Stage": stage.upper(), **_result_cells(result)})
+    return rows
+
+
+def _result_cells(result: dict[str, Any]) -> dict[str, Any]:
+    """A training result (:func:`ca_core.train.train`) as table cells, accuracies in percent."""
+    percent = {k: 100 * result[k] for k in ("train_acc", "val_acc") if k in result}
+    return {"Epochs": result.get("epochs_done"), "Train loss": result.get("train_loss"),
+            "Train acc. %": percent.get("train_acc"), "Val. acc. %": percent.get("val_acc"),
+            "Time (s)": result.get("time_s")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def fingerprint(settings: dict[str, Any], checkpoint_files: list[Path]) -> str:
+    """Identity of a result: evaluation/data settings, checkpoint contents and evaluation code."""
+    code = [source_digest(Path(saliency.__file__).parent), source_digest(Path(metrics.__file__).parent),
+            digest(Path(evaluation.__file__))]
+    return digest(settings, code, *[digest(p) for p in checkpoint_files])
+
+
+def evaluate_all(profile: Profile, progress: bool = True) -> Path:
+    """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
+    cfg = profile.eval
+    test = eval_split(profile)
+    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant")
+    used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
+    for backbone in profile.models:
+        for pooling in POOLINGS:
+            model = load_trained(profile, backbone, pooling)
+            key = fingerprint(used, checkpoints(profile, backbone, pooling))
+            evaluate_model(model, pooling, test, cfg, model_dir(profile, backbone, pooling), key, progress,
+                           label=f"{backbone}/{pooling}")
+    write_json(eval_dir(profile) / "settings.json", used)
+    return eval_dir(profile)

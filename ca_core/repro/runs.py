@@ -1,0 +1,69 @@
+"""The folder of a run, ``runs/<profile>/``, and what lies where in it.
+
+``train/<backbone>/<stage>/``: checkpoints and ``log.jsonl`` of :func:`ca_core.train.train`
+(stage ``gap`` then ``ca``); ``eval/<backbone>/<pooling>/``: the files of
+:func:`ca_core.evaluation.evaluate_model`; ``timings.json``: the pipeline's step times.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluation import read_predictions, read_results
+from ..train import STAGES, checkpoint_file
+from .config import Profile
+
+
+def stage_dir(profile: Profile, backbone: str, stage: str) -> Path:
+    """``runs/<profile>/train/<backbone>/<stage>``."""
+    return profile.run_dir / "train" / backbone / stage
+
+
+def checkpoint_path(profile: Profile, backbone: str, stage: str) -> Path:
+    """The checkpoint :func:`ca_core.train.train` leaves for a stage."""
+    return checkpoint_file(stage_dir(profile, backbone, stage))
+
+
+def checkpoints(profile: Profile, backbone: str, pooling: str) -> list[Path]:
+    """The checkpoint files a trained model of this pooling is made of (backbone first)."""
+    trained_gap = [] if profile.pretrained else [checkpoint_path(profile, backbone, "gap")]
+    return trained_gap + ([checkpoint_path(profile, backbone, "ca")] if pooling == "ca" else [])
+
+
+def eval_dir(profile: Profile) -> Path:
+    """``runs/<profile>/eval``."""
+    return profile.run_dir / "eval"
+
+
+def model_dir(profile: Profile, backbone: str, pooling: str) -> Path:
+    """``runs/<profile>/eval/<backbone>/<pooling>``: one trained model's results."""
+    return eval_dir(profile) / backbone / pooling
+
+
+def load_predictions(profile: Profile, backbone: str, pooling: str) -> dict[str, np.ndarray]:
+    """Label, prediction and correctness of one trained model on every test image."""
+    return read_predictions(model_dir(profile, backbone, pooling))
+
+
+def load_results(profile: Profile, backbone: str, pooling: str, method: str) -> dict[str, np.ndarray]:
+    """Per-image maps and metrics of one backbone/pooling/method."""
+    return read_results(model_dir(profile, backbone, pooling) / method)
+
+
+def train_logs(profile: Profile) -> dict[str, list[dict[str, Any]]]:
+    """The ``log.jsonl`` records of every backbone and stage, labelled ``backbone · STAGE``."""
+    logs = {}
+    for backbone in profile.models:
+        for stage in STAGES:
+            path = stage_dir(profile, backbone, stage) / "log.jsonl"
+            if path.is_file():
+                logs[f"{backbone} · {stage.upper()}"] = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return logs
+
+
+def timings_path(run_dir: Path) -> Path:
+    """``runs/<profile>/timings.json``: the pipeline's measured step times."""
+    return Path(run_dir) / "timings.json"

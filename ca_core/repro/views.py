@@ -1,0 +1,106 @@
+"""Views of a run's results for the book: what the figures and the explorer show, as arrays.
+
+Each function reads saved results (:mod:`ca_core.repro.runs`) and returns plain data; drawing is
+:mod:`ca_core.repro.figures`' job.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import paper
+from .config import Profile
+from .experiment import class_names, eval_split, load_trained, rgb, settings
+from .runs import load_results
+from ..evaluation import images_for
+
+CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
+
+
+def curve_keys(logs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The losses and accuracies that the logs record per epoch, in :data:`CURVES` order."""
+    return [k for k in CURVES if any(k in r for records in logs.values() for r in records)]
+
+
+def samples(profile: Profile, dataset: Dataset, n: int) -> tuple[list[np.ndarray], list[np.ndarray | None], list[str]]:
+    """The first ``n`` images of ``dataset``: RGB arrays, their masks (``None`` without) and titles."""
+    names = class_names(dataset, profile.data.num_classes)
+    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    return ([rgb(x) for x, *_ in items], [m[0].numpy() if m else None for _, _, *m in items],
+            [f"#{i} {names[y]}" for i, (_, y, *_) in enumerate(items)])
+
+
+def shown_images(profile: Profile) -> tuple[list[int], list[np.ndarray], list[str]]:
+    """Indices, RGB arrays and titles of the first ``figure_images`` evaluated test images."""
+    test = eval_split(profile)
+    n = min(profile.eval.figure_images, *(images_for(m, profile.eval, len(test)) for m in profile.eval.methods))
+    rgbs, _, titles = samples(profile, test, n)
+    return list(range(len(rgbs))), rgbs, titles
+
+
+def _label(method: str, pooling: str) -> tuple[str, str]:
+    return paper.METHOD_LABELS[method], pooling
+
+
+def mean_curves(profile: Profile, backbone: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Insertion/deletion curves per (method label, pooling) of one backbone."""
+    return {_label(m, p): load_results(profile, backbone, p, m) for b, m, p in settings(profile) if b == backbone}
+
+
+def saliency_columns(profile: Profile, backbone: str) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], list[str]]:
+    """The qualitative grid of one backbone: images, and per column "method · pooling" their saved maps."""
+    idx, rgbs, titles = shown_images(profile)
+    columns = {}
+    for b, method, pooling in settings(profile):
+        if b == backbone:
+            maps = load_results(profile, backbone, pooling, method)["maps"]
+            columns[f"{paper.METHOD_LABELS[method]}\n{pooling.upper()}"] = [maps[i].astype(np.float32) for i in idx]
+    return rgbs, columns, titles
+
+
+@torch.no_grad()
+def depth_attention(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Images, every CA block's attention (N, h, w) for them, and the blocks' tap names."""
+    idx, rgbs, _ = shown_images(profile)
+    model = load_trained(profile, backbone, "ca")
+    test = eval_split(profile)
+    x = torch.stack([test[i][0] for i in idx]).to(next(model.parameters()).device)
+    attentions = [a.cpu().numpy() for a in model.forward_attention(x)]
+    return rgbs, attentions, [f"block {k}\nafter {t}" for k, t in enumerate(model.taps, 1)]
+
+
+def explorer_views(profile: Profile) -> tuple[dict[tuple[str, ...], bytes], dict[tuple[str, ...], str], list[str]]:
+    """Pre-rendered explorer images and score captions, keyed (image, backbone, pooling, method).
+
+    Every backbone x pooling x method has a view; raw attention under GAP shows a note instead of
+    a map (it exists only for the stream). CA comes first: the explorer opens on the raw attention.
+    """
+    from .figures import explorer_image
+
+    idx, rgbs, titles = shown_images(profile)
+    evaluated = set(settings(profile))
+    images, captions = {}, {}
+    for backbone in profile.models:
+        for pooling in ("ca", "gap"):
+            for method in profile.eval.methods:
+                res = (load_results(profile, backbone, pooling, method)
+                       if (backbone, method, pooling) in evaluated else None)
+                for i, rgb_i, title in zip(idx, rgbs, titles):
+                    key = (title, backbone, pooling.upper(), paper.METHOD_LABELS[method])
+                    curves = None if res is None else {k: res[f"{k}_curve"][i] for k in ("insertion", "deletion")}
+                    images[key] = explorer_image(rgb_i, None if res is None else res["maps"][i].astype(np.float32),
+                                                 curves, f"{key[3]} · {key[2]}")
+                    captions[key] = _scores_caption(res, i)
+    return images, captions, ["image", "backbone", "pooling", "method"]
+
+
+def _scores_caption(res: dict[str, np.ndarray] | None, i: int) -> str:
+    """HTML with the image's scores (percent) for one map."""
+    if res is None:
+        return "<i>Raw attention exists only for the CA-Stream: choose pooling CA.</i>"
+    keys = [k for k in (*paper.METRICS, "pointing", "energy") if k in res]
+    labels = {**paper.METRIC_LABELS, "pointing": "pointing↑", "energy": "energy↑"}
+    return " · ".join(f"{labels[k]} {100 * float(res[k][i]):.1f}" for k in keys)

@@ -10,13 +10,18 @@ written into one folder per model:
 * ``predictions.npz``: label, prediction and correctness on the test split;
 * ``<method>/part-NNNNN.npz``: for each chunk of ``chunk_size`` test images, the image indices,
   labels, every metric (including the insertion/deletion curves) and the saliency maps at the
-  target layer's resolution (float16).
+  target layer's resolution (float16);
+* ``<method>/manifest.json``: the key and the chunks of the last completed evaluation, the only
+  ones :func:`read_results` returns.
 
 Every file is written atomically and carries a key (the caller's fingerprint of what produced it):
 an interrupted run resumes at the first missing chunk, and a changed key never mixes with old results.
 """
 from __future__ import annotations
 
+import json
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,9 +37,10 @@ from . import distributed
 from .metrics import PROTOCOLS, evaluate_maps
 from .models import backbone_of
 from .saliency import METHODS, explain
-from .utils import atomic_write, check_labels
+from .utils import atomic_write, autocast, check_labels, check_precision, write_json
 
 PREDICTIONS_FILE = "predictions.npz"
+MANIFEST_FILE = "manifest.json"
 
 
 @dataclass
@@ -57,6 +63,8 @@ class EvalConfig:
         n_boot: bootstrap resamples for confidence intervals and paired tests.
         seed: seed of the bootstrap.
         figure_images: how many test images the qualitative grids and the explorer show.
+        precision: the autocast dtype of the evaluation's forward passes: ``"fp32"`` (default: the
+            reported numbers), ``"bf16"``, or ``"fp16"`` (CUDA).
     """
 
     methods: tuple[str, ...] = ("attention", "gradcam", "gradcampp", "scorecam")
@@ -70,8 +78,10 @@ class EvalConfig:
     n_boot: int = 1000
     seed: int = 0
     figure_images: int = 6
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         for method in self.methods:
             if method not in METHODS:
                 raise ValueError(f"methods: unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -100,8 +110,8 @@ def methods_for(pooling: str, cfg: EvalConfig) -> tuple[str, ...]:
 def method_options(method: str, cfg: EvalConfig) -> dict[str, Any]:
     """Keyword arguments of :func:`ca_core.saliency.explain` for ``method``."""
     if method == "scorecam":
-        return {"variant": cfg.scorecam_variant, "batch_size": cfg.scorecam_batch_size}
-    return {"batch_size": cfg.batch_size}
+        return {"variant": cfg.scorecam_variant, "batch_size": cfg.scorecam_batch_size, "precision": cfg.precision}
+    return {"batch_size": cfg.batch_size, "precision": cfg.precision}
 
 
 def images_for(method: str, cfg: EvalConfig, available: int) -> int:
@@ -130,12 +140,12 @@ def batches_on(loader: Iterable, device: torch.device, num_classes: int | None =
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0,
-            amp: bool = False, progress: bool = False) -> dict[str, torch.Tensor]:
+            precision: str = "fp32", progress: bool = False) -> dict[str, torch.Tensor]:
     """Per-image ``label``, ``pred``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
 
     Under DDP each rank predicts its shard (:func:`ca_core.distributed.shard_indices`) and every
-    rank receives all images' results (:func:`ca_core.distributed.gather_per_image`). ``amp``:
-    float16 autocast on CUDA (ignored on CPU).
+    rank receives all images' results (:func:`ca_core.distributed.gather_per_image`). ``precision``:
+    the autocast dtype of the forward passes (:data:`ca_core.utils.PRECISIONS`).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -143,7 +153,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     shard = Subset(dataset, list(distributed.shard_indices(len(dataset))))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
     preds, losses, labels = [], [], []
-    with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+    with autocast(device, precision):
         for images, target, _ in tqdm(batches_on(loader, device, num_classes_of(model)), desc="predict",
                                       total=len(loader), disable=not progress, leave=False):
             logits = model(images).float()
@@ -176,13 +186,16 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray], key: str) -> None:
 
 
 def read_npz(path: Path, key: str | None = None) -> dict[str, np.ndarray] | None:
-    """The arrays of ``path``, or ``None`` if missing, unreadable or written under another key."""
+    """The arrays of ``path``, or ``None`` if missing, written under another key, or unreadable
+    (a truncated or corrupt file: warned about, so that the caller recomputes it)."""
     if not path.is_file():
         return None
     try:
         with np.load(path) as f:
             data = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        warnings.warn(f"unreadable result file {path} ({type(err).__name__}: {err}); it will be recomputed",
+                      stacklevel=2)
         return None
     if key is not None and str(data.pop("fingerprint")) != key:
         return None
@@ -199,10 +212,17 @@ def read_predictions(folder: Path) -> dict[str, np.ndarray]:
 
 
 def read_results(folder: Path) -> dict[str, np.ndarray]:
-    """Per-image results of one model's method folder, the saved chunks concatenated in order."""
-    parts = [read_npz(p) for p in sorted(Path(folder).glob("part-*.npz"))]
+    """Per-image results of one model's method folder: exactly the chunks its manifest lists, each
+    checked to carry the manifest's key, concatenated in order (files of other runs are ignored)."""
+    manifest = Path(folder) / MANIFEST_FILE
+    try:
+        listed = json.loads(manifest.read_text())
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"no complete results in {folder} ({manifest.name}: {err}): run the evaluation first") from None
+    parts = [read_npz(Path(folder) / name, listed["key"]) for name in listed["parts"]]
     if not parts or any(p is None for p in parts):
-        raise FileNotFoundError(f"no complete results in {folder}: run the evaluation first")
+        raise FileNotFoundError(f"results in {folder} are incomplete or stale (a chunk is missing or from "
+                                "other settings): run the evaluation again")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -218,7 +238,7 @@ def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: 
     for images, labels, masks in batches_on(loader, device):
         maps = explain(model, images, method, targets=labels, **method_options(method, cfg))
         values = evaluate_maps(model, images, maps, labels, protocol=cfg.protocol,
-                               batch_size=cfg.batch_size, masks=masks)
+                               batch_size=cfg.batch_size, masks=masks, precision=cfg.precision)
         part = {k: v.detach().cpu().numpy() for k, v in values.items()}
         part.update(maps=maps.detach().cpu().numpy().astype(np.float16), label=labels.cpu().numpy())
         parts.append(part)
@@ -237,7 +257,7 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     device = next(model.parameters()).device
     model.eval()
     if read_npz(out_dir / PREDICTIONS_FILE, key) is None:
-        pred = predict(model, dataset, cfg.batch_size, progress=progress)
+        pred = predict(model, dataset, cfg.batch_size, precision=cfg.precision, progress=progress)
         arrays = {"label": pred["label"].cpu().numpy(), "pred": pred["pred"].cpu().numpy(),
                   "correct": pred["correct"].cpu().numpy().astype(np.float32)}
         save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
@@ -245,7 +265,12 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
             for m in methods_for(pooling, cfg)
             for n in [images_for(m, cfg, len(dataset))]
             for i, s in enumerate(range(0, n, cfg.chunk_size))]
+    parts: dict[str, list[str]] = {}
     for method, i, chunk in tqdm(jobs, desc=f"{label} saliency+metrics", disable=not progress):
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
             save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device), key)
+        parts.setdefault(method, []).append(path.name)
+    for method, names in parts.items():  # what read_results returns: these chunks of this key only
+        write_json(out_dir / method / MANIFEST_FILE, {"key": key, "parts": names,
+                                                      "images": images_for(method, cfg, len(dataset))})

@@ -1,12 +1,11 @@
 """Leaf helpers shared by the whole package (imports nothing of ``ca_core``).
 
-Atomic writes and digests (every artefact on disk), seeding and RNG state (training and its
+Atomic writes (every artefact on disk), seeding and RNG state (training and its
 resumption), the device, chunking, and the two checks every entry point shares: class labels that
 must fit a classifier, and the target class's score that Score-CAM and the metrics both read.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -41,24 +40,6 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
 def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, default=str) + "\n"))
-
-
-def digest(*parts: Any) -> str:
-    """SHA-256 of JSON-able values and of the bytes of any :class:`Path` among them."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            h.update(part.read_bytes())
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def source_digest(folder: Path) -> str:
-    """Hash of every ``.py`` file under ``folder`` (names and contents): a version of that code."""
-    files = sorted(p for p in Path(folder).rglob("*.py") if "__pycache__" not in p.parts)
-    return digest(*[str(p.relative_to(folder)) for p in files], *files)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,3 +122,49 @@ def target_scores(logits: torch.Tensor, targets: torch.Tensor, score: str = "pro
     logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     values = logits.softmax(dim=1) if score == "prob" else logits
     return values.gather(1, targets[:, None])[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed: numeric precision and memory format
+
+#: ``precision`` option values and the autocast dtype of each (``None``: plain float32).
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device | str | None = None) -> str:
+    """``precision`` if it is known (and, for ``"fp16"``, if ``device`` is CUDA), else a ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: unknown {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device is not None and torch.device(device).type != "cuda":
+        raise ValueError("precision 'fp16' needs a CUDA device (CPUs autocast to bfloat16: use 'bf16')")
+    return precision
+
+
+def autocast(device: torch.device | str, precision: str = "fp32") -> torch.autocast:
+    """``torch.autocast`` for ``precision`` on ``device`` (disabled for ``"fp32"``)."""
+    device = torch.device(device)
+    dtype = PRECISIONS[check_precision(precision, device)]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """A 4-d batch in channels-last memory format (the fast layout of CPU and GPU convolutions)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
+class Autocast(torch.nn.Module):
+    """``model`` whose forward passes run at ``precision`` and return float32 outputs.
+
+    Lets code that only calls ``model(x)`` (the metrics) run at another precision without knowing it.
+    """
+
+    def __init__(self, model: torch.nn.Module, precision: str) -> None:
+        super().__init__()
+        self.model, self.precision = model, precision
+        self.device = next(model.parameters()).device
+        check_precision(precision, self.device)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with autocast(self.device, self.precision):
+            out = self.model(*args, **kwargs)
+        return out.float() if isinstance(out, torch.Tensor) else out

@@ -6,52 +6,9 @@ points that nothing imports; they may call into the reproduction.
 """
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ca_core"
-
-
-def module_name(path: Path, root: Path = PACKAGE) -> str:
-    """``ca_core/models/factory.py`` -> ``ca_core.models.factory`` (a package's ``__init__`` is the package)."""
-    parts = [root.name, *path.relative_to(root).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports_of(path: Path, modules: set[str], root: Path = PACKAGE) -> set[str]:
-    """The ``ca_core`` modules that ``path`` imports anywhere in its code."""
-    name = module_name(path, root)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                origin = ".".join(base + ([node.module] if node.module else []))
-            else:
-                origin = node.module or ""
-            # "from x import y": y is a module when x.y is one, else a name in x.
-            targets = [f"{origin}.{a.name}" if f"{origin}.{a.name}" in modules else origin for a in node.names]
-        else:
-            continue
-        for target in targets:
-            while target and target not in modules:  # "import ca_core.models.factory.x" -> the module
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                found.add(target)
-    return found
-
-
-def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
-    """Module -> the package modules it imports."""
-    files = [p for p in root.rglob("*.py") if "__pycache__" not in p.parts]
-    modules = {module_name(p, root) for p in files}
-    return {module_name(p, root): imports_of(p, modules, root) for p in files}
+from ca_core.provenance import code_digest, import_graph, reachable
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -124,3 +81,26 @@ def test_checker_finds_a_cycle_and_a_wrong_way_import(tmp_path):
 @pytest.mark.parametrize("entry", ["ca_core.train.__main__", "ca_core.pipeline.__main__"])
 def test_entry_points_exist(entry):
     assert entry in import_graph()
+
+
+def test_code_digest_follows_the_imports(tmp_path):
+    graph = import_graph()
+    closure = reachable(["ca_core.evaluation"], graph)
+    assert {"ca_core.models.factory", "ca_core.saliency.scorecam", "ca_core.metrics.causal", "ca_core.utils"} <= closure
+    assert not any(m.startswith("ca_core.repro") for m in closure)
+    pkg = tmp_path / "ca_core"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low.py").write_text("X = 1\n")
+    (pkg / "mid.py").write_text("def f():\n    from .low import X\n")
+    (pkg / "other.py").write_text("Y = 2\n")
+    before = {m: code_digest(m, root=pkg) for m in ("ca_core.mid", "ca_core.other")}
+    (pkg / "low.py").write_text("X = 2\n")
+    from ca_core.provenance import _cached_code_digest
+
+    _cached_code_digest.cache_clear()
+    after = {m: code_digest(m, root=pkg) for m in ("ca_core.mid", "ca_core.other")}
+    assert after["ca_core.mid"] != before["ca_core.mid"]  # a change below it, through a function-level import
+    assert after["ca_core.other"] == before["ca_core.other"]
+    with pytest.raises(ValueError, match="not modules of ca_core: ca_core.nothing"):
+        code_digest("ca_core.nothing", root=pkg)

@@ -401,3 +401,60 @@ def test_paired_test_detects_a_real_difference_and_not_a_null_one():
     assert null["p"] > 0.5 and null["lo"] < 0 < null["hi"] and null["diff"] == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="same images"):
         paired_test(a, a[:10])
+
+
+def test_pointing_game_tolerance_counts_near_misses():
+    from ca_core.metrics import paper_tolerance, pointing_game
+
+    masks = torch.zeros(3, 10, 10, dtype=torch.bool)
+    masks[:, 5, 5] = True
+    maps = torch.zeros(3, 10, 10)
+    maps[0, 5, 5] = 1  # on the mask
+    maps[1, 5, 8] = 1  # 3 px away
+    maps[2, 9, 9] = 1  # sqrt(32) ~ 5.7 px away
+    assert pointing_game(maps, masks).tolist() == [1, 0, 0]
+    assert pointing_game(maps, masks, tolerance=3).tolist() == [1, 1, 0]
+    assert pointing_game(maps, masks, tolerance=5.7).tolist() == [1, 1, 1]
+    assert paper_tolerance(224, 224) == 15 and paper_tolerance(56, 56) == pytest.approx(3.75)
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        pointing_game(maps, masks, tolerance=-1)
+
+
+def test_sign_flip_p_value_is_exact_on_small_samples():
+    assert paired_test([0, 0, 0, 0], [1, 1, 1, 1])["p"] == pytest.approx(2 / 16)  # all + or all - of 16
+    assert paired_test([0.3, 0.5, 0.1], [0.3, 0.5, 0.1])["p"] == 1.0  # identical arms
+    a, b = [0.1, 0.4, 0.2, 0.9, 0.5], [0.3, 0.1, 0.6, 0.95, 0.7]
+    ab, ba = paired_test(a, b), paired_test(b, a)
+    assert ab["p"] == ba["p"] and ab["diff"] == pytest.approx(-ba["diff"])  # symmetric in the two arms
+    assert ab["lo"] == pytest.approx(-ba["hi"]) and ab["hi"] == pytest.approx(-ba["lo"])
+
+
+def test_bootstrap_interval_covers_a_known_mean():
+    from ca_core.metrics import summarize
+
+    rng = np.random.default_rng(0)
+    hits = 0
+    for k in range(200):
+        s = summarize(rng.normal(0.3, 0.2, 60), n_boot=400, seed=k)
+        hits += s["lo"] <= 30 <= s["hi"]
+    assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_two_level_test_covers_a_known_effect_across_seeds_and_images():
+    from ca_core.metrics import two_level_test
+
+    rng = np.random.default_rng(1)
+    effect, hits, detectable = 0.05, 0, []
+    for k in range(120):  # 8 seeds, each with its own effect (spread 0.02), 80 images each (spread 0.1)
+        seeds = effect + rng.normal(0, 0.02, 8)
+        result = two_level_test([s + rng.normal(0, 0.1, 80) for s in seeds], n_boot=300, seed=k)
+        hits += result["lo"] <= 100 * effect <= result["hi"]
+        detectable.append(result["detectable"])
+    assert 0.85 <= hits / 120 <= 0.99
+    # the standard error has both parts: seeds (0.02 / sqrt 8) and images (0.1 / sqrt 640)
+    expected_se = 100 * np.sqrt(0.02 ** 2 / 8 + 0.1 ** 2 / 640)
+    assert np.median(detectable) == pytest.approx(2.8 * expected_se, rel=0.25)
+    null = two_level_test([rng.normal(0, 0.1, 80) for _ in range(8)], n_boot=500)
+    assert null["p"] > 0.05 and null["lo"] < 0 < null["hi"]
+    strong = two_level_test([0.2 + rng.normal(0, 0.1, 80) for _ in range(3)], n_boot=500)
+    assert strong["p"] < 0.01 and strong["lo"] > 0

@@ -16,7 +16,7 @@ import pytest
 from ca_core.repro import pipeline
 from ca_core.repro.config import ConfigError
 from ca_core.repro.pipeline import PipelineError, is_up_to_date, stamp_path
-from ca_core.utils import digest, source_digest
+from ca_core.provenance import digest, source_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("01_first", "02_second")

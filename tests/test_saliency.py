@@ -380,10 +380,11 @@ def test_hooks_released_after_exceptions(resnets, images, method):
 
 def test_clear_errors(resnets, images):
     gap, ca = resnets["gap"], resnets["ca"]
-    valid = "valid: gradcam, gradcampp, scorecam, attention"
+    valid = "valid: gradcam, gradcampp, scorecam, xgradcam, layercam, opticam, attention, random, centre"
     with pytest.raises(ValueError, match=rf"unknown saliency method 'gradcam\+'; {valid}"):
         explain(gap, images, "gradcam+")
-    assert set(METHODS) == {"gradcam", "gradcampp", "scorecam", "attention"}
+    assert set(METHODS) == {"gradcam", "gradcampp", "scorecam", "xgradcam", "layercam", "opticam", "attention",
+                            "random", "centre"}
     with pytest.raises(ValueError, match="CA-Stream model"):
         explain(gap, images, "attention")
     with pytest.raises(ValueError, match=r"one integer class index per image \(3 images\).*shape \(2,\)"):
@@ -400,3 +401,25 @@ def test_clear_errors(resnets, images):
         explain(gap, images, "gradcam", layer=nn.Conv2d(3, 3, 1))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         explain(gap, images[0], "gradcam")
+
+
+# ----------------------------------------------------------------------------- sanity baselines
+@pytest.mark.parametrize("pooling", ["gap", "ca"])
+def test_baselines_ignore_the_image_content(resnets, images, pooling):
+    model = resnets[pooling]
+    cam = explain(model, images, "gradcam")
+    for method in ("random", "centre"):
+        maps = explain(model, images, method, targets=[0, 1, 2])
+        assert maps.shape == cam.shape and maps.min() >= 0 and maps.max() <= 1
+        assert torch.equal(explain(model, images[1:2], method), maps[1:2])  # per image, whatever the batch
+    centre = explain(model, images, "centre")
+    assert torch.equal(centre[0], centre[1])  # the same map for every image
+    h, w = centre.shape[1:]
+    assert centre[0].flatten().argmax() == (h // 2) * w + w // 2  # peak at the centre
+    noise = explain(model, images, "random")
+    assert not torch.equal(noise[0], noise[1])  # a different draw per image
+    assert not torch.equal(explain(model, images, "random", seed=1), noise)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        explain(model, images, "centre", sigma=0)
+    with pytest.raises(ValueError, match="label 7 of item 1"):
+        explain(model, images, "random", targets=[0, 7, 1])

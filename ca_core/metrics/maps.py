@@ -16,9 +16,9 @@ from ..models import normalisation
 from ..saliency import upsample
 from .causal import causal_curves
 from .confidence import confidence_metrics, masked_probs
-from .localisation import energy_pointing_game, pointing_game
+from .localisation import energy_pointing_game, paper_tolerance, pointing_game
 from .protocols import Protocol, get_protocol
-from ..utils import check_labels, chunks, target_scores
+from ..utils import Autocast, check_labels, check_precision, chunks, target_scores
 
 MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may stray from rounding
 
@@ -78,6 +78,7 @@ def evaluate_maps(
     std: Sequence[float] | None = None,
     batch_size: int = 64,
     masks: torch.Tensor | None = None,
+    precision: str = "fp32",
 ) -> dict[str, torch.Tensor]:
     """Per-image AD, AG, AI, Insertion, Deletion (and localisation) of saliency maps.
 
@@ -91,11 +92,14 @@ def evaluate_maps(
         mean, std: the images' normalisation; default: the backbone's timm data config.
         batch_size: images per forward pass, also for perturbed images (bounds the memory).
         masks: optional (B,H,W) bool ground-truth masks at the image size, for localisation.
+        precision: ``"fp32"`` (the reported numbers), ``"bf16"`` or ``"fp16"`` (CUDA): the autocast
+            dtype of the model's forward passes; masking, blurring and scores stay float32.
 
     Returns:
         ``"ad"``, ``"ag"``, ``"ai"`` (fractions; ai is 0/1), ``"insertion"``, ``"deletion"``
         (normalised AUCs), each (B,); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
-        with masks also ``"pointing"`` (0/1) and ``"energy"`` (fraction), each (B,).
+        with masks also ``"pointing"`` (0/1, no margin), ``"pointing_tol"`` (0/1, with the usual
+        margin of 15 px at 224 px, scaled) and ``"energy"`` (fraction), each (B,).
     """
     protocol = get_protocol(protocol)
     check_images(images)
@@ -106,16 +110,18 @@ def evaluate_maps(
     if masks is not None:
         masks = check_masks(masks, (n_images, height, width)).to(images.device)
     mean_t, std_t = normalisation(model, mean, std, channels, images.device)
+    net = model if check_precision(precision, images.device) == "fp32" else Autocast(model, precision)
     with eval_mode(model), torch.inference_mode():
-        clean_logits = torch.cat([model(images[s]) for s in chunks(n_images, batch_size)])
+        clean_logits = torch.cat([net(images[s]) for s in chunks(n_images, batch_size)])
         targets = (clean_logits.argmax(dim=1) if targets is None
                    else check_labels(targets, n_images, clean_logits.shape[1], images.device))
         clean = target_scores(clean_logits, targets)
-        masked = masked_probs(model, images, maps, targets, masking=protocol.masking,
+        masked = masked_probs(net, images, maps, targets, masking=protocol.masking,
                               mean=mean_t, std=std_t, batch_size=batch_size)
         results = confidence_metrics(clean, masked)
-        results.update(causal_curves(model, images, maps, targets, protocol=protocol,
+        results.update(causal_curves(net, images, maps, targets, protocol=protocol,
                                      batch_size=batch_size, clean_logits=clean_logits))
         if masks is not None:
-            results.update(pointing=pointing_game(maps, masks), energy=energy_pointing_game(maps, masks))
+            results.update(pointing=pointing_game(maps, masks), energy=energy_pointing_game(maps, masks),
+                           pointing_tol=pointing_game(maps, masks, paper_tolerance(height, width)))
     return {name: value.clone() for name, value in results.items()}  # plain tensors, usable outside inference mode

@@ -80,11 +80,15 @@ class CAStream(nn.Module):
         self.backbone.eval()
         return self
 
-    def forward_stream(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Return the final token (B, C) and every block's attention, each (B, heads, h, w)."""
+    def tap_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps (B, C_k, h_k, w_k) that the stream's blocks attend over, in order."""
         with self._capturing() as feats:
             self.backbone.forward_features(x)
-        return self.stream(feats)
+        return feats
+
+    def forward_stream(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return the final token (B, C) and every block's attention, each (B, heads, h, w)."""
+        return self.stream(self.tap_features(x))
 
     def forward_attention(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every block's softmax attention, head-averaged, each (B, h, w) summing to 1."""

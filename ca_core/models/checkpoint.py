@@ -74,7 +74,8 @@ def load_model(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """Load a checkpoint into ``model`` after checking that it fits; return its metadata."""
     state, meta = read_checkpoint(path)
     mine = describe(model)
-    keys = ("pooling", "taps", "widths", "heads", "num_classes") if meta["pooling"] == "ca" else ("pooling",)
+    keys = ("pooling", "architecture", "taps", "widths", "heads", "num_classes") if meta["pooling"] == "ca" \
+        else ("pooling", "architecture", "num_classes")
     wrong = {k: (meta.get(k), mine.get(k)) for k in keys if meta.get(k) != mine.get(k)}
     if wrong:
         details = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in wrong.items())

@@ -74,7 +74,12 @@ SECTIONS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig}
 
 @dataclass
 class Profile:
-    """One validated profile of ``_config.yml``."""
+    """One validated profile of ``_config.yml``.
+
+    ``seeds``: the training seeds of the CA stream (each trains one stream on the same GAP backbone,
+    so claims can be tested across training runs); the first one is the run's primary model, the
+    one that figures and single-seed tables show. Default: the ``train`` section's ``seed``.
+    """
 
     name: str
     data: DataSpec
@@ -83,6 +88,7 @@ class Profile:
     eval: EvalConfig
     description: str = ""
     pretrained: bool = False
+    seeds: list[int] = field(default_factory=lambda: [0])
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -210,7 +216,7 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Profiles
 
-PROFILE_KEYS = ("description", "data", "models", "pretrained", "train", "eval")
+PROFILE_KEYS = ("description", "data", "models", "pretrained", "seeds", "train", "eval")
 
 
 def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True) -> Profile:
@@ -237,8 +243,12 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     _check_backbones(models, f"{path}.models")
     sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in SECTIONS.items()}
     _check_per_model(sections["train"], models, f"{path}.train.per_model")
+    seeds = check_value(settings.get("seeds", [sections["train"].seed]), list[int], f"{path}.seeds")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{path}.seeds: expected distinct training seeds of the CA stream, got {seeds!r}")
     profile = Profile(
         name=name,
+        seeds=seeds,
         data=from_dict(kinds[kind], data_settings, f"{path}.data"),
         models=models,
         description=check_value(settings.get("description", ""), str, f"{path}.description"),

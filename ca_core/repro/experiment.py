@@ -6,6 +6,11 @@ only the CA-Stream trains, as in the paper.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,15 +19,17 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .. import data, evaluation, metrics, saliency
+from .. import data
 from ..evaluation import evaluate_model, methods_for
-from ..models import POOLINGS, compose
-from ..train import STAGES, train
-from ..utils import default_device, digest, seed_everything, source_digest, write_json
+from ..models import POOLINGS, backbone_of, compose
+from ..train import train
+from ..provenance import code_digest, digest, state_digest
+from ..utils import default_device, seed_everything, write_json
 from .config import FolderData, Profile
 from .runs import checkpoint_path, checkpoints, eval_dir, model_dir, stage_dir
 
 SHAPES_ROOT = Path("data/shapes")
+PROVENANCE_FILE = "provenance.json"
 SPLITS = ("train", "val", "test")
 
 
@@ -82,11 +89,20 @@ def settings(profile: Profile) -> Iterator[tuple[str, str, str]]:
                     yield backbone, method, pooling
 
 
-def load_trained(profile: Profile, backbone: str, pooling: str, device: torch.device | None = None) -> nn.Module:
+def models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
+    """Every trained ``(backbone, pooling, seed)``: the GAP model, then a CA stream per seed."""
+    for backbone in profile.models:
+        yield backbone, "gap", None
+        for seed in profile.seeds:
+            yield backbone, "ca", seed
+
+
+def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
+                 device: torch.device | None = None) -> nn.Module:
     """The trained GAP or CA model of a backbone, in eval mode on ``device`` (default: the best available)."""
     gap_checkpoint = None if profile.pretrained else checkpoint_path(profile, backbone, "gap")
     model = compose(backbone, pooling, profile.data.num_classes, profile.pretrained, gap_checkpoint,
-                    checkpoint_path(profile, backbone, "ca") if pooling == "ca" else None)
+                    checkpoint_path(profile, backbone, "ca", seed) if pooling == "ca" else None)
     return model.to(device or default_device()).eval()
 
 
@@ -94,17 +110,18 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
     """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy."""
     sets = datasets(profile, ("train", "val"))
     rows = []
-    for backbone in profile.models:
+    for backbone, stage, seed in models(profile):
+        if stage == "gap" and profile.pretrained:
+            continue
         cfg = profile.train.for_backbone(backbone)
-        for stage in STAGES:
-            if stage == "gap" and profile.pretrained:
-                continue
-            seed_everything(cfg.seed)  # the initial weights, whatever ran before in this process
-            gap_checkpoint = None if stage == "gap" or profile.pretrained else checkpoint_path(profile, backbone, "gap")
-            model = compose(backbone, stage, profile.data.num_classes, profile.pretrained, gap_checkpoint)
-            result = train(cfg, model, sets["train"], sets["val"], stage_dir(profile, backbone, stage),
-                           stage=stage, progress=progress)
-            rows.append({"Backbone": backbone, "Stage": stage.upper(), **_result_cells(result)})
+        cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
+        seed_everything(cfg.seed)  # the initial weights, whatever ran before in this process
+        gap_checkpoint = None if stage == "gap" or profile.pretrained else checkpoint_path(profile, backbone, "gap")
+        model = compose(backbone, stage, profile.data.num_classes, profile.pretrained, gap_checkpoint)
+        folder = stage_dir(profile, backbone, stage, seed)
+        prepare_stage(folder, stage_key(profile, cfg, model, gap_checkpoint))
+        result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
+        rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
     return rows
 
 
@@ -120,24 +137,52 @@ def _result_cells(result: dict[str, Any]) -> dict[str, Any]:
 # Evaluation
 
 
-def fingerprint(settings: dict[str, Any], checkpoint_files: list[Path]) -> str:
-    """Identity of a result: evaluation/data settings, checkpoint contents and evaluation code."""
-    code = [source_digest(Path(saliency.__file__).parent), source_digest(Path(metrics.__file__).parent),
-            digest(Path(evaluation.__file__))]
-    return digest(settings, code, *[digest(p) for p in checkpoint_files])
+def weights_digest(profile: Profile, model: nn.Module) -> str | None:
+    """The pretrained backbone weights' digest (``None`` for backbones trained here: their
+    checkpoint's digest already identifies them)."""
+    return state_digest(backbone_of(model).state_dict()) if profile.pretrained else None
+
+
+def stage_key(profile: Profile, cfg: Any, model: nn.Module, gap_checkpoint: Path | None) -> str:
+    """Identity of a training stage: its settings, the data's, what it starts from (the GAP
+    checkpoint or pretrained weights) and the code of the training loop and all it imports."""
+    start = digest(gap_checkpoint) if gap_checkpoint is not None else weights_digest(profile, model)
+    return digest(dataclasses.asdict(cfg), profile.settings.get("data"), start,
+                  code_digest("ca_core.train", "ca_core.models", "ca_core.data"))
+
+
+def prepare_stage(folder: Path, key: str) -> None:
+    """Keep ``folder`` (a finished or resumable stage) only if it was made for ``key``; otherwise
+    warn and delete it, so the stage trains again under the current code and settings."""
+    record = folder / PROVENANCE_FILE
+    if folder.exists():
+        try:
+            same = json.loads(record.read_text())["key"] == key
+        except (OSError, ValueError, KeyError):
+            same = False
+        if same:
+            return
+        warnings.warn(f"{folder} was trained by other code or settings: training it again", stacklevel=2)
+        shutil.rmtree(folder)
+    write_json(record, {"key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def fingerprint(settings: dict[str, Any], checkpoint_files: list[Path], weights: str | None = None) -> str:
+    """Identity of a result: evaluation/data settings, checkpoint contents, pretrained weights and
+    the code of the evaluation loop and all it imports."""
+    return digest(settings, code_digest("ca_core.evaluation"), weights, *[digest(p) for p in checkpoint_files])
 
 
 def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
     cfg = profile.eval
     test = eval_split(profile)
-    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant")
+    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision")
     used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
-    for backbone in profile.models:
-        for pooling in POOLINGS:
-            model = load_trained(profile, backbone, pooling)
-            key = fingerprint(used, checkpoints(profile, backbone, pooling))
-            evaluate_model(model, pooling, test, cfg, model_dir(profile, backbone, pooling), key, progress,
-                           label=f"{backbone}/{pooling}")
+    for backbone, pooling, seed in models(profile):
+        model = load_trained(profile, backbone, pooling, seed)
+        key = fingerprint(used, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, model))
+        folder = model_dir(profile, backbone, pooling, seed)
+        evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}")
     write_json(eval_dir(profile) / "settings.json", used)
     return eval_dir(profile)

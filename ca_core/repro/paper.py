@@ -16,9 +16,12 @@ SOURCE = (
 METRICS: dict[str, str] = {"ad": "down", "ag": "up", "ai": "up", "insertion": "up", "deletion": "down"}
 METRIC_LABELS: dict[str, str] = {"ad": "AD↓", "ag": "AG↑", "ai": "AI↑", "insertion": "I↑", "deletion": "D↓"}
 
-#: Saliency method keys of ``ca_core.saliency`` and the names the paper uses.
+#: Saliency method keys of ``ca_core.saliency`` and their display names: the paper's four, the
+#: methods beyond the paper (marked so), and the sanity baselines.
 METHOD_LABELS: dict[str, str] = {
     "attention": "Raw attention", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
+    "xgradcam": "XGrad-CAM (beyond paper)", "layercam": "Layer-CAM (beyond paper)",
+    "opticam": "Opti-CAM (beyond paper)", "random": "Random (baseline)", "centre": "Centre (baseline)",
 }
 
 #: The paper's backbones (timm names) and their display names.

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write, digest, source_digest, write_json
+from ..provenance import digest, source_digest
+from ..utils import atomic_write, write_json
 from .config import CONFIG_FILE, ConfigError, load_profile, read_config
 from .runs import timings_path
 

@@ -16,15 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..metrics import paired_test, summarize
+from ..evaluation import method_options, predict
+from ..metrics import evaluate_maps, paired_test, summarize, two_level_test
 from ..models import POOLINGS
+from ..saliency import METHODS, explain
+from ..utils import write_json
 from . import paper
 from .config import Profile
-from .experiment import settings
+from .experiment import eval_split, load_trained, models, settings
 from .runs import load_predictions, load_results, model_dir
 
 Row = dict[str, Any]
+
+#: Version of the layout of ``runs/<profile>/results.json``.
+SCHEMA = "ca_core.results/1"
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -117,39 +124,54 @@ def verdict(kind: str, direction: str, test: dict[str, float], alpha: float = 0.
     return "holds" if wanted else ("no: opposite, significant" if opposite else "not significant")
 
 
-def claims_table(profile: Profile) -> list[Row]:
-    """Each paper claim per backbone (and CAM method), with this run's paired test and verdict."""
-    cfg, rows = profile.eval, []
-    cams = [m for m in cfg.methods if m != "attention"]
+def claim_tests(profile: Profile) -> list[dict[str, Any]]:
+    """Each paper claim per backbone (and CAM method), tested across the CA stream's training seeds.
+
+    Per seed, CA - GAP on the same images (paired sign-flip test); over all seeds, a two-level
+    bootstrap (seeds, then images: :func:`ca_core.metrics.two_level_test`), whose interval, p and
+    smallest detectable difference decide the verdict. Values in points (percent).
+    """
+    cfg, out = profile.eval, []
+    cams = [m for m in cfg.methods if METHODS[m].kind == "cam"]
     for backbone in profile.models:
         ref = paper_backbone(backbone)
         for text, kind, metric in paper.CLAIMS:
-            if metric is None:  # accuracy
-                a, b = (load_predictions(profile, backbone, p)["correct"] for p in POOLINGS)
-                paper_diff = paper.ACCURACY[ref]["ca"] - paper.ACCURACY[ref]["gap"] if ref else None
-                rows.append(_claim_row(text, backbone, "–", kind, "up", paired_test(a, b, cfg.n_boot, cfg.seed), paper_diff))
-                continue
-            for method in cams:
-                a, b = (load_results(profile, backbone, p, method)[metric] for p in POOLINGS)
-                cells = [paper.TABLE1.get((ref, method, p)) for p in POOLINGS]
-                paper_diff = cells[1][metric] - cells[0][metric] if all(cells) else None
-                test = paired_test(a, b, cfg.n_boot, cfg.seed)
-                rows.append(_claim_row(text, backbone, paper.METHOD_LABELS[method], kind,
-                                       paper.METRICS[metric], test, paper_diff))
-    return rows
+            for method in ([None] if metric is None else cams):
+                if method is None:  # accuracy
+                    gap = load_predictions(profile, backbone, "gap")["correct"]
+                    cas = [load_predictions(profile, backbone, "ca", s)["correct"] for s in profile.seeds]
+                    direction = "up"
+                    paper_diff = paper.ACCURACY[ref]["ca"] - paper.ACCURACY[ref]["gap"] if ref else None
+                else:
+                    gap = load_results(profile, backbone, "gap", method)[metric]
+                    cas = [load_results(profile, backbone, "ca", method, s)[metric] for s in profile.seeds]
+                    direction = paper.METRICS[metric]
+                    cells = [paper.TABLE1.get((ref, method, p)) for p in POOLINGS]
+                    paper_diff = cells[1][metric] - cells[0][metric] if all(cells) else None
+                per_seed = [verdict(kind, direction, paired_test(gap, ca, cfg.n_boot, cfg.seed)) for ca in cas]
+                test = two_level_test([ca - gap for ca in cas], cfg.n_boot, cfg.seed)
+                out.append({"claim": text, "kind": kind, "metric": metric or "accuracy", "backbone": backbone,
+                            "method": method, "direction": direction, "n_images": len(gap), "n_seeds": len(cas),
+                            **test, "verdict": verdict(kind, direction, test),
+                            "seeds_holding": sum(v == "holds" for v in per_seed), "paper_diff": paper_diff})
+    return out
 
 
-def _claim_row(text: str, backbone: str, method: str, kind: str, direction: str,
-               test: dict[str, float], paper_diff: float | None) -> Row:
-    return {
-        "Claim": text, "Backbone": backbone, "Method": method,
-        "CA − GAP (this run)": ci({"mean": test["diff"], "lo": test["lo"], "hi": test["hi"]}),
-        "p": f"{test['p']:.3f}", "Paper CA − GAP": paper_diff, "Holds here?": verdict(kind, direction, test),
-    }
+def claims_table(profile: Profile) -> list[Row]:
+    """:func:`claim_tests` as table rows."""
+    return [{
+        "Claim": t["claim"], "Backbone": t["backbone"],
+        "Method": paper.METHOD_LABELS[t["method"]] if t["method"] else "–",
+        "CA − GAP (this run)": ci({"mean": t["diff"], "lo": t["lo"], "hi": t["hi"]}),
+        "p": f"{t['p']:.3f}", "Detectable": f"{t['detectable']:.2f}",
+        "Seeds holding": f"{t['seeds_holding']}/{t['n_seeds']}",
+        "Paper CA − GAP": t["paper_diff"], "Holds here?": t["verdict"],
+    } for t in claim_tests(profile)]
 
 
 def localisation_table(profile: Profile) -> list[Row]:
-    """Pointing game and energy inside the ground-truth masks (%), per backbone x method x pooling."""
+    """Pointing game (without and with the usual margin, 15 px at 224 px scaled) and energy inside the
+    ground-truth masks (%), per backbone x method x pooling."""
     cfg, rows = profile.eval, []
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
@@ -157,6 +179,7 @@ def localisation_table(profile: Profile) -> list[Row]:
             return []  # data without masks (ImageNet): no localisation table
         rows.append({"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
                      "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
+                     "Pointing, 15 px margin ↑": ci(summarize(res["pointing_tol"], cfg.n_boot, cfg.seed)),
                      "Energy in mask ↑": ci(summarize(res["energy"], cfg.n_boot, cfg.seed))})
     return rows
 
@@ -175,15 +198,17 @@ def results_inventory(profile: Profile) -> list[Row]:
 
 def resolved_settings(profile: Profile) -> dict[str, Any]:
     """The profile with every default filled in, as plain JSON-able data: what this run used."""
-    settings = {"description": profile.description, "models": profile.models, "pretrained": profile.pretrained,
+    resolved = {"description": profile.description, "models": profile.models, "pretrained": profile.pretrained,
+                "seeds": profile.seeds,
                 "data": {"kind": profile.data_kind, **asdict(profile.data)},
                 "train": asdict(profile.train), "eval": asdict(profile.eval)}
-    return json.loads(json.dumps(settings, default=str))
+    return json.loads(json.dumps(resolved, default=str))
 
 
 def seeds_table(profile: Profile) -> list[Row]:
-    """Every ``seed`` field of the profile's sections (data generation, training, bootstrap)."""
-    rows = []
+    """Every ``seed`` field of the profile's sections (data generation, training, bootstrap) and
+    the CA stream's training seeds."""
+    rows = [{"Section": "profile", "Key": "seeds (CA stream)", "Value": ", ".join(map(str, profile.seeds))}]
     for section in ("data", "train", "eval"):
         obj = getattr(profile, section)
         for f in fields(obj) if is_dataclass(obj) else ():
@@ -216,3 +241,139 @@ def timings_table(path: Path) -> list[Row]:
     steps = json.loads(Path(path).read_text())["steps"]
     return [{"Step": name, "Seconds": s.get("seconds"), "Status": s.get("status"), "Measured at": s.get("at")}
             for name, s in steps.items()]
+
+
+# ---------------------------------------------------------------------------------------------
+# The regime check, the stream's attention, and the machine-readable summary
+
+#: What the embedded experiment must show before its CAM comparisons mean anything (issue targets):
+#: Grad-CAM on the GAP model localises (pointing game with the usual margin), beats the centre prior
+#: by a margin in pointing and in energy, and the models are accurate.
+REGIME_TARGETS = {"pointing": 80.0, "pointing_over_centre": 20.0, "energy_over_centre": 10.0,
+                  "gap_accuracy": 90.0, "ca_accuracy_drop": 2.0}
+
+
+def regime_check(profile: Profile) -> list[dict[str, Any]]:
+    """Per backbone, the regime's preconditions measured on this run, each with ``ok``.
+
+    Needs the ``gradcam`` and ``centre`` methods and data with masks; otherwise empty.
+    """
+    if not {"gradcam", "centre"} <= set(profile.eval.methods):
+        return []
+    rows = []
+    for backbone in profile.models:
+        cam, centre = (load_results(profile, backbone, "gap", m) for m in ("gradcam", "centre"))
+        if "pointing_tol" not in cam:
+            return []
+        n = min(len(cam["label"]), len(centre["label"]))
+        pg, pg_centre = 100 * cam["pointing_tol"][:n].mean(), 100 * centre["pointing_tol"][:n].mean()
+        en, en_centre = 100 * cam["energy"][:n].mean(), 100 * centre["energy"][:n].mean()
+        gap_acc = 100 * load_predictions(profile, backbone, "gap")["correct"].mean()
+        ca_acc = [100 * load_predictions(profile, backbone, "ca", s)["correct"].mean() for s in profile.seeds]
+        t = REGIME_TARGETS
+        rows.append({
+            "backbone": backbone, "n_images": n,
+            "gradcam_pointing": float(pg), "centre_pointing": float(pg_centre),
+            "gradcam_energy": float(en), "centre_energy": float(en_centre),
+            "gap_accuracy": float(gap_acc), "ca_accuracy_min": float(min(ca_acc)),
+            "ok": {"pointing": bool(pg >= t["pointing"]),
+                   "pointing_over_centre": bool(pg - pg_centre >= t["pointing_over_centre"]),
+                   "energy_over_centre": bool(en - en_centre >= t["energy_over_centre"]),
+                   "gap_accuracy": bool(gap_acc >= t["gap_accuracy"]),
+                   "ca_accuracy_drop": bool(gap_acc - min(ca_acc) <= t["ca_accuracy_drop"])},
+        })
+    return rows
+
+
+def regime_table(profile: Profile) -> list[Row]:
+    """:func:`regime_check` as table rows: each measured value with its target and a tick."""
+    rows = []
+    for r in regime_check(profile):
+        t, ok = REGIME_TARGETS, r["ok"]
+        mark = lambda passed: "✓" if passed else "✗"  # noqa: E731
+        rows.append({
+            "Backbone": r["backbone"], "Images": r["n_images"],
+            f"Grad-CAM pointing ≥ {t['pointing']:.0f}": f"{r['gradcam_pointing']:.1f} {mark(ok['pointing'])}",
+            f"− centre ≥ {t['pointing_over_centre']:.0f}":
+                f"{r['gradcam_pointing'] - r['centre_pointing']:.1f} {mark(ok['pointing_over_centre'])}",
+            f"Energy − centre ≥ {t['energy_over_centre']:.0f}":
+                f"{r['gradcam_energy'] - r['centre_energy']:.1f} {mark(ok['energy_over_centre'])}",
+            f"GAP acc. ≥ {t['gap_accuracy']:.0f}": f"{r['gap_accuracy']:.1f} {mark(ok['gap_accuracy'])}",
+            f"CA drop ≤ {t['ca_accuracy_drop']:.0f}":
+                f"{r['gap_accuracy'] - r['ca_accuracy_min']:.1f} {mark(ok['ca_accuracy_drop'])}",
+        })
+    return rows
+
+
+#: Per-image values summarised in results.json when present.
+SUMMARISED = (*paper.METRICS, "pointing", "pointing_tol", "energy")
+
+
+def results_summary(profile: Profile) -> dict[str, Any]:
+    """The whole run as plain data: see ``book``'s reproduction page for the schema (``results.json``)."""
+    cfg = profile.eval
+    accuracy, results = [], []
+    for backbone, pooling, seed in models(profile):
+        correct = load_predictions(profile, backbone, pooling, seed)["correct"]
+        accuracy.append({"backbone": backbone, "pooling": pooling, "seed": seed, "n_images": len(correct),
+                         "accuracy": summarize(correct, cfg.n_boot, cfg.seed)})
+        for method in cfg.methods:
+            if (backbone, method, pooling) not in set(settings(profile)):
+                continue
+            res = load_results(profile, backbone, pooling, method, seed)
+            results.append({"backbone": backbone, "pooling": pooling, "seed": seed, "method": method,
+                            "kind": METHODS[method].kind, "n_images": len(res["label"]),
+                            "metrics": {k: summarize(res[k], cfg.n_boot, cfg.seed) for k in SUMMARISED if k in res}})
+    return {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
+            "accuracy": accuracy, "results": results, "claims": claim_tests(profile),
+            "regime": regime_check(profile), "targets": REGIME_TARGETS}
+
+
+
+def write_results(profile: Profile) -> Path:
+    """Write :func:`results_summary` to ``runs/<profile>/results.json`` atomically; return the path."""
+    path = profile.run_dir / "results.json"
+    write_json(path, results_summary(profile))
+    return path
+
+
+def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 40) -> list[Row]:
+    """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
+
+    Per backbone x pooling x method, on the first ``n`` test images: the smallest and the median
+    per-image correlation of the maps with float32's, and the largest change of a metric's mean
+    (points, the metrics of float32's maps scored at ``precision``); per model, the change of the
+    test accuracy. This is the evidence for choosing ``precision`` per step in a profile.
+    """
+    test = eval_split(profile)
+    batch = [test[i] for i in range(min(n, len(test)))]
+    images, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
+    cfg, rows = profile.eval, []
+    for backbone in profile.models:
+        for pooling in POOLINGS:
+            model = load_trained(profile, backbone, pooling)
+            x, y = images.to(next(model.parameters()).device), labels.to(next(model.parameters()).device)
+            accs = {p: 100 * predict(model, test, cfg.batch_size, precision=p)["correct"].float().mean().item()
+                    for p in ("fp32", precision)}
+            for method in cfg.methods:
+                if (backbone, method, pooling) not in set(settings(profile)):
+                    continue
+                options = method_options(method, cfg)
+                maps = {p: explain(model, x, method, targets=y, **{**options, "precision": p}) for p in ("fp32", precision)}
+                corr = _correlations(maps["fp32"], maps[precision])
+                scores = {p: evaluate_maps(model, x, maps["fp32"], y, protocol=cfg.protocol, batch_size=cfg.batch_size,
+                                           precision=p) for p in ("fp32", precision)}
+                shift = max(abs(100 * (scores[precision][k].mean() - scores["fp32"][k].mean()).item()) for k in paper.METRICS)
+                rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
+                             "Images": len(x), "Map corr. (min)": f"{corr.min():.4f}",
+                             "Map corr. (median)": f"{corr.median():.4f}", "Max metric shift (points)": f"{shift:.2f}",
+                             "Accuracy shift (points)": f"{accs[precision] - accs['fp32']:+.2f}"})
+    return rows
+
+
+def _correlations(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image Pearson correlation of two (B, h, w) map batches (1 where both maps are constant)."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    denom = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(denom > 0, (a * b).sum(1) / denom.clamp_min(1e-30), torch.ones_like(denom))

@@ -17,20 +17,30 @@ from ..train import STAGES, checkpoint_file
 from .config import Profile
 
 
-def stage_dir(profile: Profile, backbone: str, stage: str) -> Path:
-    """``runs/<profile>/train/<backbone>/<stage>``."""
-    return profile.run_dir / "train" / backbone / stage
+def variant(profile: Profile, pooling: str, seed: int | None = None) -> str:
+    """The folder name of a model: ``gap``; ``ca`` for the CA stream of the primary seed, ``ca-seed<S>``
+    for another of the profile's seeds."""
+    if pooling == "gap" or seed is None or seed == profile.seeds[0]:
+        return pooling
+    if seed not in profile.seeds:
+        raise ValueError(f"seed {seed} is not one of the profile's seeds {profile.seeds}")
+    return f"{pooling}-seed{seed}"
 
 
-def checkpoint_path(profile: Profile, backbone: str, stage: str) -> Path:
+def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
+    """``runs/<profile>/train/<backbone>/<stage>`` (``ca-seed<S>`` for a CA stream of another seed)."""
+    return profile.run_dir / "train" / backbone / variant(profile, stage, seed)
+
+
+def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
     """The checkpoint :func:`ca_core.train.train` leaves for a stage."""
-    return checkpoint_file(stage_dir(profile, backbone, stage))
+    return checkpoint_file(stage_dir(profile, backbone, stage, seed))
 
 
-def checkpoints(profile: Profile, backbone: str, pooling: str) -> list[Path]:
+def checkpoints(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> list[Path]:
     """The checkpoint files a trained model of this pooling is made of (backbone first)."""
     trained_gap = [] if profile.pretrained else [checkpoint_path(profile, backbone, "gap")]
-    return trained_gap + ([checkpoint_path(profile, backbone, "ca")] if pooling == "ca" else [])
+    return trained_gap + ([checkpoint_path(profile, backbone, "ca", seed)] if pooling == "ca" else [])
 
 
 def eval_dir(profile: Profile) -> Path:
@@ -38,19 +48,20 @@ def eval_dir(profile: Profile) -> Path:
     return profile.run_dir / "eval"
 
 
-def model_dir(profile: Profile, backbone: str, pooling: str) -> Path:
+def model_dir(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> Path:
     """``runs/<profile>/eval/<backbone>/<pooling>``: one trained model's results."""
-    return eval_dir(profile) / backbone / pooling
+    return eval_dir(profile) / backbone / variant(profile, pooling, seed)
 
 
-def load_predictions(profile: Profile, backbone: str, pooling: str) -> dict[str, np.ndarray]:
+def load_predictions(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> dict[str, np.ndarray]:
     """Label, prediction and correctness of one trained model on every test image."""
-    return read_predictions(model_dir(profile, backbone, pooling))
+    return read_predictions(model_dir(profile, backbone, pooling, seed))
 
 
-def load_results(profile: Profile, backbone: str, pooling: str, method: str) -> dict[str, np.ndarray]:
-    """Per-image maps and metrics of one backbone/pooling/method."""
-    return read_results(model_dir(profile, backbone, pooling) / method)
+def load_results(profile: Profile, backbone: str, pooling: str, method: str,
+                 seed: int | None = None) -> dict[str, np.ndarray]:
+    """Per-image maps and metrics of one backbone/pooling/method (CA: of the stream of ``seed``)."""
+    return read_results(model_dir(profile, backbone, pooling, seed) / method)
 
 
 def train_logs(profile: Profile) -> dict[str, list[dict[str, Any]]]:
@@ -58,9 +69,11 @@ def train_logs(profile: Profile) -> dict[str, list[dict[str, Any]]]:
     logs = {}
     for backbone in profile.models:
         for stage in STAGES:
-            path = stage_dir(profile, backbone, stage) / "log.jsonl"
-            if path.is_file():
-                logs[f"{backbone} · {stage.upper()}"] = [json.loads(line) for line in path.read_text().splitlines() if line]
+            for seed in profile.seeds if stage == "ca" else [None]:
+                path = stage_dir(profile, backbone, stage, seed) / "log.jsonl"
+                name = variant(profile, stage, seed).upper().replace("-SEED", " seed ")
+                if path.is_file():
+                    logs[f"{backbone} · {name}"] = [json.loads(line) for line in path.read_text().splitlines() if line]
     return logs
 
 

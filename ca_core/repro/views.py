@@ -16,6 +16,9 @@ from .config import Profile
 from .experiment import class_names, eval_split, load_trained, rgb, settings
 from .runs import load_results
 from ..evaluation import images_for
+from ..metrics import energy_pointing_game, paper_tolerance, pointing_game
+from ..saliency import upsample
+from ..saliency.base import minmax
 
 CURVES = ("train_loss", "val_loss", "train_acc", "val_acc")
 
@@ -104,3 +107,45 @@ def _scores_caption(res: dict[str, np.ndarray] | None, i: int) -> str:
     keys = [k for k in (*paper.METRICS, "pointing", "energy") if k in res]
     labels = {**paper.METRIC_LABELS, "pointing": "pointing↑", "energy": "energy↑"}
     return " · ".join(f"{labels[k]} {100 * float(res[k][i]):.1f}" for k in keys)
+
+
+@torch.no_grad()
+def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[str, Any]]:
+    """What the stream's attention looks like at every block, on the first ``n`` test images.
+
+    Per block (primary seed): positions ``T``; normalised entropy (1 = uniform); the mean largest
+    weight against the uniform ``1/T``; the correlation, across positions, of the attention with the
+    feature vectors' norm (the attention logit is the token's dot product with the raw features, so
+    a large norm can dominate it); and, with masks, the pointing game (usual margin) and the energy
+    inside the object mask of the block's map, upsampled to the image.
+    """
+    model = load_trained(profile, backbone, "ca")
+    test = eval_split(profile)
+    items = [test[i] for i in range(min(n, len(test)))]
+    device = next(model.parameters()).device
+    x = torch.stack([item[0] for item in items]).to(device)
+    masks = torch.stack([item[2] for item in items]).to(device) if len(items[0]) > 2 else None
+    feats = model.tap_features(x)
+    attentions = [a.mean(dim=1) for a in model.stream(feats)[1]]
+    rows = []
+    for k, (tap, f, a) in enumerate(zip(model.taps, feats, attentions), 1):
+        flat = a.flatten(1).float()
+        t = flat.shape[1]
+        entropy = -(flat * flat.clamp_min(1e-12).log()).sum(1) / torch.log(torch.tensor(float(t)))
+        norm = f.float().norm(dim=1).flatten(1)
+        row = {"backbone": backbone, "block": k, "tap": tap, "positions": t,
+               "entropy": entropy.mean().item(), "max_weight": flat.amax(1).mean().item(), "uniform": 1 / t,
+               "norm_correlation": _row_correlation(flat, norm).mean().item()}
+        if masks is not None:
+            size = masks.shape[-2:]
+            maps = upsample(minmax(a.float()), tuple(size))
+            row.update(pointing_tol=pointing_game(maps, masks, paper_tolerance(*size)).mean().item(),
+                       energy=energy_pointing_game(maps, masks).mean().item())
+        rows.append(row)
+    return rows
+
+
+def _row_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each row of ``a`` with the same row of ``b`` (B, T) -> (B,)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)

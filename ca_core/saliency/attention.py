@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..models import is_ca_model
+from ..utils import autocast
 from .base import SaliencyMethod, minmax, register
 
 
@@ -13,7 +14,10 @@ from .base import SaliencyMethod, minmax, register
 class RawAttention(SaliencyMethod):
     """Raw attention of the last CA block; ``targets`` are ignored (the map is class-agnostic)."""
 
-    def __init__(self, model: nn.Module, layer: None = None, batch_size: int = 32, progress: bool = False) -> None:
+    kind = "attention"
+
+    def __init__(self, model: nn.Module, layer: None = None, batch_size: int = 32, progress: bool = False,
+                 precision: str = "fp32") -> None:
         if not is_ca_model(model):
             raise ValueError(
                 f"method 'attention' needs a CA-Stream model (build_model(..., pooling='ca')); got "
@@ -21,9 +25,9 @@ class RawAttention(SaliencyMethod):
             )
         if layer is not None:
             raise ValueError("method 'attention' has no target layer: it reads the last CA block")
-        super().__init__(model, batch_size, progress)
+        super().__init__(model, batch_size, progress, precision)
 
     def explain_batch(self, x: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.precision):
             attention = self.model.forward_attention(x)[-1]
         return minmax(attention.float())

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..models import backbone_of, family_of, get_submodule
 from ..models.families import nhwc_to_nchw
-from ..utils import Labels, check_labels
+from ..utils import Labels, autocast, check_labels, check_precision
 
 METHODS: dict[str, type["SaliencyMethod"]] = {}
 
@@ -97,11 +97,19 @@ class SaliencyMethod:
     """
 
     name = ""
+    kind = "cam"  # "cam", "attention" (the stream's own map) or "baseline" (ignores the image)
 
-    def __init__(self, model: nn.Module, batch_size: int = 32, progress: bool = False) -> None:
+    def __init__(self, model: nn.Module, batch_size: int = 32, progress: bool = False, precision: str = "fp32") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.batch_size, self.progress = model, batch_size, progress
+        self.device = next(model.parameters()).device
+        self.precision = check_precision(precision, self.device)
+
+    def run_model(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The model's forward pass at the method's ``precision`` (autocast; maps are built in float32)."""
+        with autocast(self.device, self.precision):
+            return self.model(x, **kwargs)
 
     def explain_batch(self, x: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
         """Maps (b, h, w) for one chunk of images already on the model's device and dtype."""
@@ -144,8 +152,8 @@ class CAMMethod(SaliencyMethod):
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, batch_size: int = 32,
-                 progress: bool = False, reshape: Reshape | None = None) -> None:
-        super().__init__(model, batch_size, progress)
+                 progress: bool = False, reshape: Reshape | None = None, precision: str = "fp32") -> None:
+        super().__init__(model, batch_size, progress, precision)
         self.layer, self.reshape = resolve_layer(model, layer, reshape)
         self._handle = None
         self._armed = self._track_grad = False
@@ -181,7 +189,7 @@ class CAMMethod(SaliencyMethod):
         self._armed, self._track_grad, self._output = True, track_grad, None
         try:
             with torch.no_grad():
-                logits = self.model(x)
+                logits = self.run_model(x)
             output = self._output
         finally:
             self._armed, self._output = False, None

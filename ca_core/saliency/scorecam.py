@@ -36,10 +36,11 @@ class ScoreCAM(CAMMethod):
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, batch_size: int = 32,
                  progress: bool = False, reshape: Reshape | None = None, variant: str = "paper",
-                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 precision: str = "fp32") -> None:
         if variant not in VARIANTS:
             raise ValueError(f"unknown Score-CAM variant {variant!r}; valid: {', '.join(VARIANTS)}")
-        super().__init__(model, layer, batch_size, progress, reshape)
+        super().__init__(model, layer, batch_size, progress, reshape, precision)
         self.variant = variant
         self.paper = variant == "paper"
         mean_t, std_t = normalisation(model, mean, std, device=next(model.parameters()).device)
@@ -58,7 +59,7 @@ class ScoreCAM(CAMMethod):
         b, k = acts.shape[:2]
         base = x.float() * self.std + self.mean if self.paper else x.float()
         blank = self.masked(base[:1], torch.zeros_like(base[:1, :1]), x.dtype)
-        scores = self.score(self.model(blank).expand(b, -1), targets).repeat_interleave(k)
+        scores = self.score(self.run_model(blank).expand(b, -1), targets).repeat_interleave(k)
         flat = acts.flatten(2)
         jobs = (flat.amax(-1) > flat.amin(-1)).flatten().nonzero().squeeze(1)  # non-constant channels
         batches = tqdm(jobs.split(self.batch_size), "Score-CAM", unit="batch", disable=not self.progress, leave=False)
@@ -66,7 +67,7 @@ class ScoreCAM(CAMMethod):
             image, channel = chunk // k, chunk % k
             masks = F.interpolate(acts[image, channel][:, None], size=x.shape[-2:], mode="bilinear",
                                   align_corners=not self.paper)
-            scores[chunk] = self.score(self.model(self.masked(base[image], minmax(masks), x.dtype)), targets[image])
+            scores[chunk] = self.score(self.run_model(self.masked(base[image], minmax(masks), x.dtype)), targets[image])
         return scores.view(b, k)
 
     def masked(self, base: torch.Tensor, masks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

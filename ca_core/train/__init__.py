@@ -3,7 +3,7 @@
 Stage ``ca`` is the paper's recipe: only the stream (class token and CA blocks) trains, on the
 frozen backbone and classifier, with SGD (lr 0.1, momentum 0.9, weight decay 1e-4), the learning
 rate divided by 10 at one third and two thirds of the training steps (of the epochs, when their
-number is a multiple of three, as the paper's 90), cross-entropy, and mixed precision on GPU.
+number is a multiple of three, as the paper's 90), cross-entropy, at the configured ``precision``.
 Stage ``gap`` exists only for the embedded experiment, whose backbones have no pretrained weights;
 it uses AdamW with a one-cycle schedule, which trains small CNNs from scratch in few epochs.
 
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..evaluation import batches_on, num_classes_of, predict
 from ..models import POOLINGS, is_ca_model, save_model
-from ..utils import atomic_write, check_labels, rng_states, seed_everything, set_rng_states
+from ..utils import atomic_write, autocast, check_labels, check_precision, rng_states, seed_everything, set_rng_states
 
 STAGES = POOLINGS  # stage "gap" trains a GAP model, stage "ca" the stream of a CA model
 STATE_FILE = "state.pt"
@@ -60,7 +60,8 @@ class TrainConfig:
         batch_size: global batch size (split evenly across DDP processes).
         eval_batch_size: batch size of the per-epoch validation.
         num_workers: DataLoader worker processes (0 loads in the training process).
-        amp: float16 autocast with gradient scaling on CUDA (ignored on CPU).
+        precision: ``"fp32"``, ``"bf16"`` (autocast to bfloat16, CPU or GPU) or ``"fp16"`` (CUDA only:
+            float16 autocast with gradient scaling); weights and optimizer state stay float32.
         seed: seeds weights' updates, data order and augmentation.
     """
 
@@ -75,7 +76,7 @@ class TrainConfig:
     batch_size: int = 256
     eval_batch_size: int = 256
     num_workers: int = 0
-    amp: bool = True
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -88,6 +89,7 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        check_precision(self.precision)
         known = [f.name for f in dataclasses.fields(self) if f.name != "per_model"]
         for backbone, overrides in self.per_model.items():
             for key in overrides:
@@ -245,8 +247,8 @@ def train(
     part = trainable_module(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = make_optimizer(cfg, stage, params, len(_loader(train_set, cfg, 0, device)))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    check_precision(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     state = read_state(out_dir, cfg, stage)
     log: list[dict[str, Any]] = []
     if state is not None:
@@ -266,7 +268,7 @@ def train(
         batches = tqdm(batches_on(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
                        disable=not (progress and rank == 0), leave=False)
         for images, labels, _ in batches:
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            with autocast(device, cfg.precision):
                 logits = net(images)
                 loss = F.cross_entropy(logits.float(), labels)
             opt.zero_grad(set_to_none=True)
@@ -276,7 +278,7 @@ def train(
             sched.step()
             sums += torch.stack([loss.detach() * len(labels), (logits.argmax(1) == labels).sum(), torch.tensor(len(labels), device=device)])
         loss_sum, correct, seen = distributed.all_sum(sums).tolist()
-        val = predict(model, val_set, cfg.eval_batch_size, cfg.num_workers, amp=use_amp)
+        val = predict(model, val_set, cfg.eval_batch_size, cfg.num_workers, precision=cfg.precision)
         log.append({"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                     "val_loss": val["loss"].mean().item(), "val_acc": val["correct"].float().mean().item(),
                     "lr": lr, "time_s": round(time.perf_counter() - start, 3)})

@@ -1,0 +1,78 @@
+"""The regime search: which generated data and backbone make CAMs localise objects, as on ImageNet.
+
+For each variant (data settings x backbone x GAP epochs) it trains the GAP model from scratch,
+then on the first test images measures its accuracy and the localisation (pointing game with the
+usual margin, energy in the mask) of Grad-CAM and of the sanity baselines ``centre`` and ``random``.
+The book's training page records the table this prints.
+
+    python benchmarks/regime.py                       # every variant, a few minutes each on 2 cores
+    python benchmarks/regime.py --only small-56 --images 300
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from ca_core import build_model
+from ca_core.data import ShapesConfig, shapes_dataset
+from ca_core.evaluation import accuracy
+from ca_core.metrics import evaluate_maps
+from ca_core.saliency import explain
+from ca_core.train import TrainConfig, train
+from ca_core.utils import seed_everything
+
+BASE = ShapesConfig()
+#: name -> (data settings, backbone, GAP epochs)
+VARIANTS: dict[str, tuple[ShapesConfig, str, int]] = {
+    "default-56": (BASE, "resnet_mini", 2),
+    "small-56": (dataclasses.replace(BASE, scale=(0.12, 0.2)), "resnet_mini", 2),
+    "small-64": (dataclasses.replace(BASE, image_size=64, scale=(0.12, 0.2)), "resnet_mini", 2),
+    "small-56-convnext": (dataclasses.replace(BASE, scale=(0.12, 0.2)), "convnext_mini", 5),
+}
+
+
+def localisation(model, test, n: int, batch: int = 100) -> dict[str, dict[str, float]]:
+    """Mean pointing game (margin) and energy (%) of Grad-CAM and the baselines on ``n`` test images."""
+    sums: dict[str, dict[str, float]] = {}
+    loader = DataLoader(Subset(test, range(min(n, len(test)))), batch_size=batch)
+    for images, labels, masks in loader:
+        for method in ("gradcam", "centre", "random"):
+            maps = explain(model, images, method, targets=labels, batch_size=batch)
+            scores = evaluate_maps(model, images, maps, labels, masks=masks, batch_size=batch, precision="bf16")
+            for key in ("pointing_tol", "energy"):
+                sums.setdefault(method, {}).setdefault(key, 0.0)
+                sums[method][key] += 100 * scores[key].sum().item()
+    count = min(n, len(test))
+    return {m: {k: v / count for k, v in d.items()} for m, d in sums.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
+    parser.add_argument("--images", type=int, default=300, help="test images for the localisation")
+    parser.add_argument("--precision", default="bf16", help="training precision")
+    args = parser.parse_args()
+    print(f"{'variant':<20} {'acc %':>6} {'Grad-CAM PG':>11} {'centre PG':>9} {'random PG':>9} "
+          f"{'Grad-CAM E':>10} {'centre E':>8} {'train s':>7}")
+    for name in args.only or VARIANTS:
+        data, backbone, epochs = VARIANTS[name]
+        sets = {s: shapes_dataset(data, s) for s in ("train", "val", "test")}
+        seed_everything(0)
+        model = build_model(backbone, "gap", num_classes=data.num_classes)
+        start = time.perf_counter()
+        train(TrainConfig(gap_epochs=epochs, batch_size=64, eval_batch_size=500, precision=args.precision),
+              model, sets["train"], sets["val"], f"runs/regime/{name}", stage="gap", progress=False)
+        seconds = time.perf_counter() - start
+        acc = 100 * accuracy(model, sets["test"], 500)
+        loc = localisation(model.eval(), sets["test"], args.images)
+        print(f"{name:<20} {acc:>6.1f} {loc['gradcam']['pointing_tol']:>11.1f} {loc['centre']['pointing_tol']:>9.1f} "
+              f"{loc['random']['pointing_tol']:>9.1f} {loc['gradcam']['energy']:>10.1f} {loc['centre']['energy']:>8.1f} "
+              f"{seconds:>7.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Speed settings keep results: channels-last gives the default layout's maps and scores in float32,
+and the ``precision`` option reaches every forward pass it should (and only those)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ca_core import build_model
+from ca_core.evaluation import predict
+from ca_core.metrics import evaluate_maps
+from ca_core.saliency import METHODS, explain
+from ca_core.train import TrainConfig, train
+from ca_core.utils import autocast, check_precision
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def randomize_norms(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics, so that maps differ between images and channels."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["resnet_mini", "convnext_mini"])
+def layouts(request) -> dict[str, dict[str, nn.Module]]:
+    """The same GAP and CA weights in the default (contiguous) and the channels-last layout."""
+    out = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        gap = randomize_norms(build_model(request.param, "gap", num_classes=5, channels_last=channels_last))
+        torch.manual_seed(1)
+        out[channels_last] = {"gap": gap, "ca": build_model(gap, "ca").eval()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(4, 3, 56, 56, generator=torch.Generator().manual_seed(2))
+
+
+def test_build_model_stores_convolutions_channels_last(layouts):
+    conv = next(m for m in layouts[True]["gap"].modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.shape[-1] > 1
+    plain = next(m for m in layouts[False]["gap"].modules() if isinstance(m, nn.Conv2d))
+    assert plain.weight.is_contiguous() and not plain.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("pooling", ["gap", "ca"])
+def test_channels_last_gives_the_same_maps_and_scores(layouts, images, method, pooling):
+    if method == "attention" and pooling == "gap":
+        pytest.skip("raw attention exists only for CA models (its error is tested in test_saliency)")
+    targets = torch.tensor([0, 1, 2, 3])
+    # Opti-CAM's 50 Adam steps amplify float rounding (see its docstring): compare a few steps.
+    options = {"iterations": 3} if method == "opticam" else {}
+    maps, scores = {}, {}
+    for channels_last, models in layouts.items():
+        model = models[pooling]
+        maps[channels_last] = explain(model, images, method, targets=targets, batch_size=64, **options)
+        scores[channels_last] = evaluate_maps(model, images, maps[False], targets, batch_size=8)
+    torch.testing.assert_close(maps[True], maps[False], atol=2e-4, rtol=0)
+    for name in scores[False]:
+        torch.testing.assert_close(scores[True][name], scores[False][name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+class AutocastProbe:
+    """Records, at every forward pass of a module, whether CPU autocast was on and its dtype."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.seen: list[tuple[bool, torch.dtype]] = []
+        self.handle = module.register_forward_hook(self.record)
+
+    def record(self, *_) -> None:
+        self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+
+    def states(self) -> set[bool]:
+        self.handle.remove()
+        return {enabled for enabled, dtype in self.seen if not enabled or dtype == torch.bfloat16}
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", {False}), ("bf16", {True})])
+def test_precision_reaches_saliency_and_metrics(layouts, images, precision, expected):
+    model = layouts[True]["ca"]
+    for method in ("gradcam", "scorecam", "attention"):
+        probe = AutocastProbe(model.backbone)
+        maps = explain(model, images, method, precision=precision)
+        assert probe.states() == expected, method
+        assert maps.dtype == torch.float32
+    probe = AutocastProbe(model.backbone)
+    scores = evaluate_maps(model, images, maps, None, batch_size=8, precision=precision)
+    assert probe.states() == expected and scores["insertion"].dtype == torch.float32
+    assert not torch.is_autocast_enabled("cpu")  # nothing leaks out
+
+
+def test_bf16_maps_stay_close_to_fp32(layouts, images):
+    model = layouts[True]["gap"]
+    a, b = (explain(model, images, "gradcam", precision=p) for p in ("fp32", "bf16"))
+    corr = torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]
+    assert corr > 0.9
+
+
+def test_precision_reaches_training_and_prediction(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    model = build_model("resnet_mini", "gap", num_classes=3)
+    data = TensorDataset(torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
+    probe = AutocastProbe(model.backbone)
+    train(TrainConfig(gap_epochs=1, batch_size=4, eval_batch_size=8, precision="bf16"), model, data, data,
+          tmp_path / "bf16", stage="gap", progress=False)
+    assert probe.states() == {True}  # training steps and validation
+    probe = AutocastProbe(model.backbone)
+    predict(model, data, batch_size=8)
+    assert probe.states() == {False}
+
+
+def test_unknown_precision_and_fp16_on_cpu_are_clear_errors(layouts, images):
+    model = layouts[True]["gap"]
+    with pytest.raises(ValueError, match="precision: unknown 'fp8'; valid: fp32, bf16, fp16"):
+        explain(model, images, "gradcam", precision="fp8")
+    with pytest.raises(ValueError, match="precision 'fp16' needs a CUDA device"):
+        evaluate_maps(model, images, torch.rand(4, 7, 7), None, precision="fp16")
+    with pytest.raises(ValueError, match="precision 'fp16' needs a CUDA device"):
+        autocast(CPU, "fp16")
+    with pytest.raises(ValueError, match="precision: unknown"):
+        TrainConfig(precision="half")
+    assert check_precision("fp16", "cuda") == "fp16"

@@ -1,0 +1,88 @@
+"""The machine-readable summary of a run (results.json) and the regime check, on a tiny run with
+two CA seeds, the sanity baselines and masks."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ca_core import build_model
+from ca_core.data import ShapesConfig, shapes_dataset
+from ca_core.evaluation import EvalConfig, evaluate_model
+from ca_core.repro import report, runs
+from ca_core.repro.config import Profile
+from ca_core.train import TrainConfig
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """GAP and two (untrained) CA streams of resnet_mini, evaluated on 4 test images with masks."""
+    root = tmp_path_factory.mktemp("project")
+    data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6)
+    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[0, 1], train=TrainConfig(),
+                      eval=EvalConfig(methods=("attention", "gradcam", "random", "centre"), num_images=4,
+                                      batch_size=4, chunk_size=4, n_boot=50))
+    test = shapes_dataset(data, "test", root=None)
+    torch.manual_seed(0)
+    gap = build_model("resnet_mini", "gap", num_classes=4)
+    models = {("gap", None): gap}
+    for seed in profile.seeds:
+        torch.manual_seed(10 + seed)
+        models[("ca", seed)] = build_model(gap, "ca")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for (pooling, seed), model in models.items():
+            evaluate_model(model, pooling, test, profile.eval, runs.model_dir(profile, "resnet_mini", pooling, seed),
+                           "key", progress=False)
+        summary = report.results_summary(profile)
+        path = report.write_results(profile)
+        written = json.loads(path.read_text())
+        regime = report.regime_check(profile)
+        expected = {m: runs.load_results(profile, "resnet_mini", "gap", m) for m in ("gradcam", "centre")}
+        predictions = runs.load_predictions(profile, "resnet_mini", "gap")
+    finally:
+        os.chdir(cwd)
+    return dict(profile=profile, summary=summary, written=written, regime=regime, expected=expected,
+                predictions=predictions)
+
+
+def test_results_json_schema(run):
+    s = run["summary"]
+    assert set(s) == {"schema", "profile", "seeds", "settings", "accuracy", "results", "claims", "regime", "targets"}
+    assert s["schema"] == report.SCHEMA and s["seeds"] == [0, 1] and s["settings"]["seeds"] == [0, 1]
+    assert run["written"] == json.loads(json.dumps(s))  # what was written is the summary, as JSON
+    assert {(a["pooling"], a["seed"]) for a in s["accuracy"]} == {("gap", None), ("ca", 0), ("ca", 1)}
+    kinds = {(r["pooling"], r["seed"], r["method"]): r["kind"] for r in s["results"]}
+    assert kinds[("gap", None, "random")] == kinds[("ca", 1, "centre")] == "baseline"
+    assert kinds[("ca", 0, "attention")] == "attention" and ("gap", None, "attention") not in kinds
+    for r in s["results"]:
+        assert r["n_images"] == 4
+        assert set(r["metrics"]) == {"ad", "ag", "ai", "insertion", "deletion", "pointing", "pointing_tol", "energy"}
+        for m in r["metrics"].values():
+            assert set(m) == {"mean", "lo", "hi"} and m["lo"] <= m["mean"] <= m["hi"]
+    claims = s["claims"]
+    assert {c["method"] for c in claims} == {None, "gradcam"}  # baselines and attention are not claims
+    for c in claims:
+        assert c["n_seeds"] == 2 and 0 <= c["seeds_holding"] <= 2 and c["lo"] <= c["diff"] <= c["hi"]
+        assert c["verdict"] in ("holds", "not significant", "no: opposite, significant", "no: significantly lower")
+
+
+def test_regime_check_is_computed_from_the_saved_results(run):
+    (row,) = run["regime"]
+    cam, centre = run["expected"]["gradcam"], run["expected"]["centre"]
+    assert row["gradcam_pointing"] == pytest.approx(100 * cam["pointing_tol"].mean())
+    assert row["centre_pointing"] == pytest.approx(100 * centre["pointing_tol"].mean())
+    assert row["gradcam_energy"] - row["centre_energy"] == pytest.approx(100 * (cam["energy"] - centre["energy"]).mean())
+    assert row["gap_accuracy"] == pytest.approx(100 * run["predictions"]["correct"].mean())
+    t = report.REGIME_TARGETS
+    assert row["ok"]["pointing"] == (row["gradcam_pointing"] >= t["pointing"])
+    assert row["ok"]["energy_over_centre"] == (row["gradcam_energy"] - row["centre_energy"] >= t["energy_over_centre"])
+    assert row["ok"]["gap_accuracy"] == (row["gap_accuracy"] >= 90) and isinstance(row["ok"]["ca_accuracy_drop"], bool)
+    assert np.isfinite(list(row.values())[2:7]).all()

@@ -65,6 +65,8 @@ class EvalConfig:
         figure_images: how many test images the qualitative grids and the explorer show.
         precision: the autocast dtype of the evaluation's forward passes: ``"fp32"`` (default: the
             reported numbers), ``"bf16"``, or ``"fp16"`` (CUDA).
+        extra_seed_methods: the methods evaluated on the CA streams of a run's other training seeds
+            (``None``: all); e.g. the paper's CAMs only, which its claims are about.
     """
 
     methods: tuple[str, ...] = ("attention", "gradcam", "gradcampp", "scorecam")
@@ -79,6 +81,7 @@ class EvalConfig:
     seed: int = 0
     figure_images: int = 6
     precision: str = "fp32"
+    extra_seed_methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -98,13 +101,18 @@ class EvalConfig:
         for name in ("batch_size", "scorecam_batch_size", "chunk_size", "n_boot", "figure_images"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        unknown = set(self.extra_seed_methods or ()) - set(self.methods)
+        if unknown:
+            raise ValueError(f"extra_seed_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
         if self.num_images is not None and self.num_images <= 0:
             raise ValueError(f"num_images: must be positive or null, got {self.num_images}")
 
 
-def methods_for(pooling: str, cfg: EvalConfig) -> tuple[str, ...]:
-    """The methods that apply to a pooling: raw attention exists only for CA."""
-    return tuple(m for m in cfg.methods if pooling == "ca" or m != "attention")
+def methods_for(pooling: str, cfg: EvalConfig, extra_seed: bool = False) -> tuple[str, ...]:
+    """The methods evaluated for a pooling (raw attention exists only for CA), on the primary model
+    or (``extra_seed``) on a CA stream of another training seed."""
+    chosen = cfg.extra_seed_methods if extra_seed and cfg.extra_seed_methods is not None else cfg.methods
+    return tuple(m for m in chosen if pooling == "ca" or m != "attention")
 
 
 def method_options(method: str, cfg: EvalConfig) -> dict[str, Any]:
@@ -248,11 +256,12 @@ def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: 
 
 
 def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig,
-                   out_dir: Path, key: str, progress: bool = True, label: str = "") -> None:
+                   out_dir: Path, key: str, progress: bool = True, label: str = "", extra_seed: bool = False) -> None:
     """Predictions and every method's results for one trained model, resuming from saved chunks.
 
     ``key`` identifies what produced the results (settings, checkpoints, code); a file written under
-    another key is recomputed.
+    another key is recomputed. ``extra_seed``: the model is a CA stream of a run's non-primary seed
+    (:func:`methods_for`).
     """
     device = next(model.parameters()).device
     model.eval()
@@ -262,7 +271,7 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
                   "correct": pred["correct"].cpu().numpy().astype(np.float32)}
         save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
     jobs = [(m, i, range(s, min(s + cfg.chunk_size, n)))
-            for m in methods_for(pooling, cfg)
+            for m in methods_for(pooling, cfg, extra_seed)
             for n in [images_for(m, cfg, len(dataset))]
             for i, s in enumerate(range(0, n, cfg.chunk_size))]
     parts: dict[str, list[str]] = {}

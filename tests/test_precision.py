@@ -59,11 +59,9 @@ def test_build_model_stores_convolutions_channels_last(layouts):
     assert plain.weight.is_contiguous() and not plain.weight.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-@pytest.mark.parametrize("pooling", ["gap", "ca"])
+@pytest.mark.parametrize("method, pooling", [(m, p) for m in sorted(METHODS) for p in ("gap", "ca")
+                                             if p == "ca" or m != "attention"])  # raw attention: CA only
 def test_channels_last_gives_the_same_maps_and_scores(layouts, images, method, pooling):
-    if method == "attention" and pooling == "gap":
-        pytest.skip("raw attention exists only for CA models (its error is tested in test_saliency)")
     targets = torch.tensor([0, 1, 2, 3])
     # Opti-CAM's 50 Adam steps amplify float rounding (see its docstring): compare a few steps.
     options = {"iterations": 3} if method == "opticam" else {}
@@ -72,17 +70,19 @@ def test_channels_last_gives_the_same_maps_and_scores(layouts, images, method, p
         model = models[pooling]
         maps[channels_last] = explain(model, images, method, targets=targets, batch_size=64, **options)
         scores[channels_last] = evaluate_maps(model, images, maps[False], targets, batch_size=8)
-    torch.testing.assert_close(maps[True], maps[False], atol=2e-4, rtol=0)
+    torch.testing.assert_close(maps[True], maps[False], atol=5e-4, rtol=0)
     for name in scores[False]:
         torch.testing.assert_close(scores[True][name], scores[False][name], atol=1e-4, rtol=1e-4, msg=name)
 
 
 class AutocastProbe:
-    """Records, at every forward pass of a module, whether CPU autocast was on and its dtype."""
+    """Records, at every forward pass of a model (its first convolution), whether CPU autocast was
+    on and its dtype."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.seen: list[tuple[bool, torch.dtype]] = []
-        self.handle = module.register_forward_hook(self.record)
+        first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))  # runs in every forward
+        self.handle = first_conv.register_forward_hook(self.record)
 
     def record(self, *_) -> None:
         self.seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
@@ -96,11 +96,11 @@ class AutocastProbe:
 def test_precision_reaches_saliency_and_metrics(layouts, images, precision, expected):
     model = layouts[True]["ca"]
     for method in ("gradcam", "scorecam", "attention"):
-        probe = AutocastProbe(model.backbone)
+        probe = AutocastProbe(model)
         maps = explain(model, images, method, precision=precision)
         assert probe.states() == expected, method
         assert maps.dtype == torch.float32
-    probe = AutocastProbe(model.backbone)
+    probe = AutocastProbe(model)
     scores = evaluate_maps(model, images, maps, None, batch_size=8, precision=precision)
     assert probe.states() == expected and scores["insertion"].dtype == torch.float32
     assert not torch.is_autocast_enabled("cpu")  # nothing leaks out
@@ -119,11 +119,11 @@ def test_precision_reaches_training_and_prediction(tmp_path):
     torch.manual_seed(0)
     model = build_model("resnet_mini", "gap", num_classes=3)
     data = TensorDataset(torch.randn(8, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]))
-    probe = AutocastProbe(model.backbone)
+    probe = AutocastProbe(model)
     train(TrainConfig(gap_epochs=1, batch_size=4, eval_batch_size=8, precision="bf16"), model, data, data,
           tmp_path / "bf16", stage="gap", progress=False)
     assert probe.states() == {True}  # training steps and validation
-    probe = AutocastProbe(model.backbone)
+    probe = AutocastProbe(model)
     predict(model, data, batch_size=8)
     assert probe.states() == {False}
 

@@ -89,6 +89,11 @@ def settings(profile: Profile) -> Iterator[tuple[str, str, str]]:
                     yield backbone, method, pooling
 
 
+def evaluated_seeds(profile: Profile, method: str) -> list[int]:
+    """The CA stream seeds whose results include ``method``."""
+    return [s for i, s in enumerate(profile.seeds) if method in methods_for("ca", profile.eval, extra_seed=i > 0)]
+
+
 def models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
     """Every trained ``(backbone, pooling, seed)``: the GAP model, then a CA stream per seed."""
     for backbone in profile.models:
@@ -183,6 +188,7 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
         model = load_trained(profile, backbone, pooling, seed)
         key = fingerprint(used, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, model))
         folder = model_dir(profile, backbone, pooling, seed)
-        evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}")
+        evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
+                       extra_seed=seed not in (None, profile.seeds[0]))
     write_json(eval_dir(profile) / "settings.json", used)
     return eval_dir(profile)

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ..saliency import METHODS, explain
 from ..utils import write_json
 from . import paper
 from .config import Profile
-from .experiment import eval_split, load_trained, models, settings
+from .experiment import eval_split, evaluated_seeds, load_trained, models, settings
 from .runs import load_predictions, load_results, model_dir
 
 Row = dict[str, Any]
@@ -144,7 +145,7 @@ def claim_tests(profile: Profile) -> list[dict[str, Any]]:
                     paper_diff = paper.ACCURACY[ref]["ca"] - paper.ACCURACY[ref]["gap"] if ref else None
                 else:
                     gap = load_results(profile, backbone, "gap", method)[metric]
-                    cas = [load_results(profile, backbone, "ca", method, s)[metric] for s in profile.seeds]
+                    cas = [load_results(profile, backbone, "ca", method, s)[metric] for s in evaluated_seeds(profile, method)]
                     direction = paper.METRICS[metric]
                     cells = [paper.TABLE1.get((ref, method, p)) for p in POOLINGS]
                     paper_diff = cells[1][metric] - cells[0][metric] if all(cells) else None
@@ -318,7 +319,8 @@ def results_summary(profile: Profile) -> dict[str, Any]:
         accuracy.append({"backbone": backbone, "pooling": pooling, "seed": seed, "n_images": len(correct),
                          "accuracy": summarize(correct, cfg.n_boot, cfg.seed)})
         for method in cfg.methods:
-            if (backbone, method, pooling) not in set(settings(profile)):
+            if (backbone, method, pooling) not in set(settings(profile)) or (
+                    seed is not None and seed not in evaluated_seeds(profile, method)):
                 continue
             res = load_results(profile, backbone, pooling, method, seed)
             results.append({"backbone": backbone, "pooling": pooling, "seed": seed, "method": method,
@@ -337,13 +339,14 @@ def write_results(profile: Profile) -> Path:
     return path
 
 
-def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 40) -> list[Row]:
+def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 24, n_costly: int = 2) -> list[Row]:
     """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
 
-    Per backbone x pooling x method, on the first ``n`` test images: the smallest and the median
-    per-image correlation of the maps with float32's, and the largest change of a metric's mean
-    (points, the metrics of float32's maps scored at ``precision``); per model, the change of the
-    test accuracy. This is the evidence for choosing ``precision`` per step in a profile.
+    Per backbone x pooling x method, on the first ``n`` test images (``n_costly`` for Score-CAM and
+    Opti-CAM, hundreds of forward passes per image): the smallest and the median per-image
+    correlation of the maps with float32's, and the largest change of a metric's mean (points, the
+    metrics of float32's maps scored at ``precision``); per model, the change of the test accuracy.
+    This is the evidence for choosing ``precision`` per step in a profile.
     """
     test = eval_split(profile)
     batch = [test[i] for i in range(min(n, len(test)))]
@@ -359,14 +362,20 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 40) -
                 if (backbone, method, pooling) not in set(settings(profile)):
                     continue
                 options = method_options(method, cfg)
-                maps = {p: explain(model, x, method, targets=y, **{**options, "precision": p}) for p in ("fp32", precision)}
+                k = n_costly if method in ("scorecam", "opticam") else len(x)
+                maps, seconds = {}, {}
+                for p in ("fp32", precision):
+                    start = time.perf_counter()
+                    maps[p] = explain(model, x[:k], method, targets=y[:k], **{**options, "precision": p})
+                    seconds[p] = time.perf_counter() - start
                 corr = _correlations(maps["fp32"], maps[precision])
-                scores = {p: evaluate_maps(model, x, maps["fp32"], y, protocol=cfg.protocol, batch_size=cfg.batch_size,
-                                           precision=p) for p in ("fp32", precision)}
+                scores = {p: evaluate_maps(model, x[:k], maps["fp32"], y[:k], protocol=cfg.protocol,
+                                           batch_size=cfg.batch_size, precision=p) for p in ("fp32", precision)}
                 shift = max(abs(100 * (scores[precision][k].mean() - scores["fp32"][k].mean()).item()) for k in paper.METRICS)
                 rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
-                             "Images": len(x), "Map corr. (min)": f"{corr.min():.4f}",
+                             "Images": k, "Map corr. (min)": f"{corr.min():.4f}",
                              "Map corr. (median)": f"{corr.median():.4f}", "Max metric shift (points)": f"{shift:.2f}",
+                             f"Time {precision} / fp32": f"{seconds[precision] / seconds['fp32']:.2f}",
                              "Accuracy shift (points)": f"{accs[precision] - accs['fp32']:+.2f}"})
     return rows
 

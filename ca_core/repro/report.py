@@ -213,7 +213,7 @@ def seeds_table(profile: Profile) -> list[Row]:
     for section in ("data", "train", "eval"):
         obj = getattr(profile, section)
         for f in fields(obj) if is_dataclass(obj) else ():
-            if "seed" in f.name:
+            if f.name == "seed" or f.name.endswith("_seed"):
                 rows.append({"Section": section, "Key": f.name, "Value": getattr(obj, f.name)})
     return rows
 
@@ -339,7 +339,7 @@ def write_results(profile: Profile) -> Path:
     return path
 
 
-def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 24, n_costly: int = 2) -> list[Row]:
+def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_costly: int = 1) -> list[Row]:
     """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
 
     Per backbone x pooling x method, on the first ``n`` test images (``n_costly`` for Score-CAM and

@@ -160,3 +160,47 @@ def explorer_image(rgb: np.ndarray, smap: np.ndarray | None, curves: Mapping[str
         right.legend(fontsize=7)
     fig.tight_layout()
     return png(fig)
+
+
+VERDICT_COLOURS = {"holds": "tab:green", "not significant": "tab:gray", "no: opposite, significant": "tab:red",
+                   "no: significantly lower": "tab:red"}
+
+
+def forest_plot(tests: Sequence[Mapping[str, object]], labels: Mapping[str, str]) -> Figure:
+    """CA − GAP per claim x backbone x method with its 95 % interval, coloured by verdict, and the
+    paper's difference as a black cross; one panel per metric (its claimed direction in the title).
+
+    ``tests`` are :func:`ca_core.repro.report.claim_tests` rows; ``labels`` name the methods.
+    """
+    metrics = list(dict.fromkeys(str(t["metric"]) for t in tests))
+    rows = {m: [t for t in tests if t["metric"] == m] for m in metrics}
+    height = max(len(r) for r in rows.values())
+    cols = min(3, len(metrics))
+    grid_rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(11, grid_rows * (1.0 + 0.3 * height)), squeeze=False)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_axis_off()
+    for ax, metric in zip(axes.ravel(), metrics):
+        group = rows[metric]
+        y = np.arange(len(group))[::-1]
+        ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
+        for yi, t in zip(y, group):
+            colour = VERDICT_COLOURS.get(str(t["verdict"]), "tab:gray")
+            ax.errorbar(t["diff"], yi, xerr=[[t["diff"] - t["lo"]], [t["hi"] - t["diff"]]], fmt="o", ms=4,
+                        color=colour, capsize=2)
+            if t["paper_diff"] is not None:
+                ax.plot(t["paper_diff"], yi, "x", color="black", ms=6)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{t['backbone']} · {labels.get(str(t['method']), 'accuracy')}" for t in group], fontsize=8)
+        direction = group[0]["direction"]
+        ax.set_title(f"{metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=9)
+        ax.set_xlabel("CA − GAP (points)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
+               for v, c in list(VERDICT_COLOURS.items())[:3]]
+    handles.append(plt.Line2D([], [], color="black", marker="x", ls="", label="paper (ImageNet)"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -24,6 +24,9 @@ METHOD_LABELS: dict[str, str] = {
     "opticam": "Opti-CAM (beyond paper)", "random": "Random (baseline)", "centre": "Centre (baseline)",
 }
 
+#: The CAM methods of the paper's Table 1: its claims are about these.
+PAPER_CAMS: tuple[str, ...] = ("gradcam", "gradcampp", "scorecam")
+
 #: The paper's backbones (timm names) and their display names.
 BACKBONE_LABELS: dict[str, str] = {"resnet50": "ResNet-50", "convnext_base": "ConvNeXt-B"}
 

@@ -126,14 +126,15 @@ def verdict(kind: str, direction: str, test: dict[str, float], alpha: float = 0.
 
 
 def claim_tests(profile: Profile) -> list[dict[str, Any]]:
-    """Each paper claim per backbone (and CAM method), tested across the CA stream's training seeds.
+    """Each paper claim per backbone (and CAM method of the paper), tested across the CA stream's
+    training seeds.
 
     Per seed, CA - GAP on the same images (paired sign-flip test); over all seeds, a two-level
     bootstrap (seeds, then images: :func:`ca_core.metrics.two_level_test`), whose interval, p and
     smallest detectable difference decide the verdict. Values in points (percent).
     """
     cfg, out = profile.eval, []
-    cams = [m for m in cfg.methods if METHODS[m].kind == "cam"]
+    cams = [m for m in cfg.methods if m in paper.PAPER_CAMS]
     for backbone in profile.models:
         ref = paper_backbone(backbone)
         for text, kind, metric in paper.CLAIMS:
@@ -158,8 +159,8 @@ def claim_tests(profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
-def claims_table(profile: Profile) -> list[Row]:
-    """:func:`claim_tests` as table rows."""
+def claims_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -> list[Row]:
+    """:func:`claim_tests` (computed unless given) as table rows."""
     return [{
         "Claim": t["claim"], "Backbone": t["backbone"],
         "Method": paper.METHOD_LABELS[t["method"]] if t["method"] else "–",
@@ -167,7 +168,7 @@ def claims_table(profile: Profile) -> list[Row]:
         "p": f"{t['p']:.3f}", "Detectable": f"{t['detectable']:.2f}",
         "Seeds holding": f"{t['seeds_holding']}/{t['n_seeds']}",
         "Paper CA − GAP": t["paper_diff"], "Holds here?": t["verdict"],
-    } for t in claim_tests(profile)]
+    } for t in (claim_tests(profile) if tests is None else tests)]
 
 
 def localisation_table(profile: Profile) -> list[Row]:
@@ -386,3 +387,21 @@ def _correlations(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     denom = a.norm(dim=1) * b.norm(dim=1)
     return torch.where(denom > 0, (a * b).sum(1) / denom.clamp_min(1e-30), torch.ones_like(denom))
+
+
+def verdict_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -> list[Row]:
+    """The headline: per claim and backbone, for how many CAM methods the claim holds, is not
+    significant, or is significantly the opposite (across seeds and images, :func:`claim_tests`)."""
+    tests = claim_tests(profile) if tests is None else tests
+    rows = []
+    for text, _, _ in paper.CLAIMS:
+        row: Row = {"Claim": text}
+        for backbone in profile.models:
+            verdicts = [t["verdict"] for t in tests if t["claim"] == text and t["backbone"] == backbone]
+            holds = sum(v == "holds" for v in verdicts)
+            opposite = sum(v.startswith("no:") for v in verdicts)
+            what = "methods" if len(verdicts) > 1 else "test"
+            row[backbone] = (f"holds for {holds} of {len(verdicts)} {what}" + (f", opposite for {opposite}" if opposite else "")
+                             if holds or opposite else f"not significant ({len(verdicts)} {what})")
+        rows.append(row)
+    return rows

@@ -97,7 +97,7 @@ def test_pretrained_weights_are_part_of_every_key(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         model = build_model("resnet_mini", "gap", num_classes=4)
-        keys.add(experiment.stage_key(profile, cfg, model, None))
-        prints.add(experiment.fingerprint({}, [], experiment.weights_digest(profile, model)))
+        keys.add(experiment.stage_key(profile, "resnet_mini", cfg, model, None))
+        prints.add(experiment.fingerprint({}, [], experiment.weights_digest(profile, "resnet_mini", model)))
     assert len(keys) == 2 and len(prints) == 2
-    assert experiment.weights_digest(_profile(tmp_path), model) is None  # trained here: its checkpoint says it
+    assert experiment.weights_digest(_profile(tmp_path), "resnet_mini", model) is None  # trained here: its checkpoint says it

@@ -174,19 +174,26 @@ def mit67(root: str | Path, split: str = "test", transform: Callable | None = No
     return ImageFiles(samples, classes, transform, skip_corrupt)
 
 
-def imagenet_splits(train_root: str | Path, val_root: str | Path, val_list: str | Path, image_size: int = 224,
+def imagenet_splits(train_root: str | Path, val_root: str | Path, val_list: str | Path | None, image_size: int = 224,
                     resize: int = 256, num_classes: int | None = None, skip_corrupt: bool = False) -> dict[str, ImageFiles]:
     """ImageNet-style data as ``train`` (class folders, the paper's augmentation) and ``val``/``test``
-    (the ``path,label`` list, resize + centre crop). ImageNet has no labelled test set: as in the
-    paper, results are reported on the validation list, so ``test`` is the same data set as ``val``."""
+    (the ``path,label`` list, or class folders when ``val_list`` is ``None``; resize + centre crop).
+    ImageNet has no labelled test set: as in the paper, results are reported on the validation
+    images, so ``test`` is the same data set as ``val``."""
     cfg = imagenet_data_config(image_size, resize)
     train_set = image_folder(train_root, paper_train_transform(cfg), skip_corrupt, num_classes)
     val_set = imagenet_val(val_root, val_list, image_size, resize, num_classes or len(train_set.classes), skip_corrupt)
+    if val_list is None and val_set.classes != train_set.classes:
+        only = sorted(set(train_set.classes) ^ set(val_set.classes))
+        raise ValueError(f"class folders differ between {train_root} and {val_root}: {', '.join(only[:10])} "
+                         "are in one only (labels follow the sorted folder names, so both need the same classes)")
     return {"train": train_set, "val": val_set, "test": val_set}
 
 
-def imagenet_val(val_root: str | Path, val_list: str | Path, image_size: int, resize: int, num_classes: int,
+def imagenet_val(val_root: str | Path, val_list: str | Path | None, image_size: int, resize: int, num_classes: int,
                  skip_corrupt: bool = False) -> ImageFiles:
     """The ``val``/``test`` split of :func:`imagenet_splits` alone, without scanning the training folders."""
     transform = eval_transform(imagenet_data_config(image_size, resize))
+    if val_list is None:
+        return image_folder(val_root, transform, skip_corrupt, num_classes)
     return list_dataset(val_list, val_root, transform, skip_corrupt, num_classes)

@@ -70,7 +70,7 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
     profile = load_profile(args.profile, args.config)
     cfg = dataclasses.replace(profile.train.for_backbone(args.backbone), **parse_overrides(args.set))
     sets = datasets(profile, ("train", "val", "test"), shapes_root=Path(args.shapes_root))
-    pretrained: bool | str = profile.pretrained if args.pretrained is None else (
+    pretrained: bool | str | Path = profile.pretrained_for(args.backbone) if args.pretrained is None else (
         True if args.pretrained.lower() == "true" else args.pretrained)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
     model = compose(args.backbone, args.stage, profile.data.num_classes, pretrained,

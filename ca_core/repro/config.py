@@ -38,15 +38,17 @@ class ConfigError(ValueError):
 
 @dataclass
 class FolderData:
-    """Real images: an ImageNet-style training folder tree and a validation list (``path,label`` CSV).
+    """Real images: a training tree of class folders, and validation images either listed in
+    ``val_list`` (``path,label`` lines, paths relative to ``val_root``: ImageNet's validation list)
+    or, without a list, in class folders under ``val_root`` with the training set's classes.
 
-    The paper evaluates on the 50,000 ILSVRC-2012 validation images listed in ``val_list``
-    (paths relative to ``val_root``) at 224 px.
+    The paper evaluates on the 50,000 ILSVRC-2012 validation images of its list at 224 px. These
+    data have no object masks: the localisation parts of the book say so and are left out.
     """
 
     train_root: Path
     val_root: Path
-    val_list: Path
+    val_list: Path | None = None
     num_classes: int = 1000
     image_size: int = 224
     resize: int = 256
@@ -60,7 +62,8 @@ class FolderData:
 
     def paths(self) -> dict[str, Path]:
         """The data paths this spec needs, by key name."""
-        return {"train_root": self.train_root, "val_root": self.val_root, "val_list": self.val_list}
+        paths = {"train_root": self.train_root, "val_root": self.val_root, "val_list": self.val_list}
+        return {key: path for key, path in paths.items() if path is not None}
 
 
 DataSpec = ShapesConfig | FolderData
@@ -87,7 +90,7 @@ class Profile:
     train: TrainConfig
     eval: EvalConfig
     description: str = ""
-    pretrained: bool = False
+    pretrained: bool | dict[str, Path] = False
     seeds: list[int] = field(default_factory=lambda: [0])
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -95,6 +98,13 @@ class Profile:
     def run_dir(self) -> Path:
         """Where this profile's results land: ``runs/<profile>``."""
         return Path("runs") / self.name
+
+    def pretrained_for(self, backbone: str) -> bool | Path:
+        """A backbone's starting weights: ``True`` (timm's, from the hub), a local weights file, or
+        ``False`` (trained here from scratch, the GAP stage)."""
+        if isinstance(self.pretrained, dict):
+            return self.pretrained.get(backbone, False)
+        return self.pretrained
 
     @property
     def data_kind(self) -> str:
@@ -219,8 +229,9 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
 PROFILE_KEYS = ("description", "data", "models", "pretrained", "seeds", "train", "eval")
 
 
-def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True) -> Profile:
-    """Validate one profile's settings (the mapping under ``profiles.<name>``)."""
+def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True, root: Path = Path(".")) -> Profile:
+    """Validate one profile's settings (the mapping under ``profiles.<name>``); relative paths are
+    relative to ``root``, the project folder (that of ``_config.yml``), where the notebooks run."""
     path = f"profiles.{name}"
     if not isinstance(settings, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections, got {settings!r}")
@@ -252,13 +263,23 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         data=from_dict(kinds[kind], data_settings, f"{path}.data"),
         models=models,
         description=check_value(settings.get("description", ""), str, f"{path}.description"),
-        pretrained=check_value(settings.get("pretrained", False), bool, f"{path}.pretrained"),
+        pretrained=_pretrained(settings.get("pretrained", False), models, f"{path}.pretrained"),
         settings=dict(settings),
         **sections,
     )
     if check_paths:
-        check_data_paths(profile)
+        check_data_paths(profile, root)
     return profile
+
+
+def _pretrained(value: Any, models: list[str], path: str) -> bool | dict[str, Path]:
+    """``true``/``false``, or ``{backbone: local weights file}`` for some of the profile's models."""
+    pretrained = check_value(value, bool | dict[str, Path], path)
+    if isinstance(pretrained, dict):
+        for backbone in pretrained:
+            if backbone not in models:
+                raise ConfigError(f"{path}.{backbone}: not one of the profile's models ({', '.join(models)})")
+    return pretrained
 
 
 def _check_per_model(train: TrainConfig, models: list[str], path: str) -> None:
@@ -279,15 +300,26 @@ def _check_backbones(models: list[str], path: str) -> None:
             raise ConfigError(f"{path}[{i}]: unknown timm model {name!r}{hint}")
 
 
-def check_data_paths(profile: Profile) -> None:
-    """Raise :class:`ConfigError` naming the key of a data path that does not exist."""
+def check_data_paths(profile: Profile, root: Path = Path(".")) -> None:
+    """Raise :class:`ConfigError` naming the key of a data or weights path that does not exist (relative
+    paths: under ``root``), or of validation class folders that differ from the training ones."""
     paths = profile.data.paths() if isinstance(profile.data, FolderData) else {}
+    if isinstance(profile.pretrained, dict):
+        paths |= {f"pretrained.{b}": p for b, p in profile.pretrained.items()}
     for key, value in paths.items():
-        if not Path(value).exists():
-            raise ConfigError(
-                f"profiles.{profile.name}.data.{key}: path {str(value)!r} does not exist "
-                f"(set it in {CONFIG_FILE} to where the data lives)"
-            )
+        where = f"profiles.{profile.name}.{key if key.startswith('pretrained') else 'data.' + key}"
+        if not (root / value).exists():
+            raise ConfigError(f"{where}: path {str(value)!r} does not exist (set it in {CONFIG_FILE} to where it lives)")
+    if isinstance(profile.data, FolderData) and profile.data.val_list is None:
+        train, val = (_class_folders(root / p) for p in (profile.data.train_root, profile.data.val_root))
+        if train != val:
+            only = sorted(set(train) ^ set(val))
+            raise ConfigError(f"profiles.{profile.name}.data.val_root: its class folders differ from train_root's "
+                              f"({', '.join(only[:10])} in one only); give both the same classes, or a val_list")
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir())
 
 
 class _Loader(yaml.SafeLoader):
@@ -323,7 +355,7 @@ def load_profile(name: str, path: str | Path = CONFIG_FILE, check_paths: bool = 
     profiles = read_config(path)["profiles"]
     if name not in profiles:
         raise ConfigError(f"profiles.{name}: no such profile in {path}; known: {', '.join(profiles)}")
-    return parse_profile(name, profiles[name], check_paths=check_paths)
+    return parse_profile(name, profiles[name], check_paths=check_paths, root=Path(path).parent)
 
 
 def from_parameters(name: str, settings: Mapping[str, Any] | None, path: str | Path = CONFIG_FILE) -> Profile:
@@ -333,4 +365,4 @@ def from_parameters(name: str, settings: Mapping[str, Any] | None, path: str | P
 
 def load_all(path: str | Path = CONFIG_FILE, check_paths: bool = False) -> dict[str, Profile]:
     """Every profile of ``path``, validated (by default without requiring the data to exist)."""
-    return {name: parse_profile(name, s, check_paths) for name, s in read_config(path)["profiles"].items()}
+    return {name: parse_profile(name, s, check_paths, Path(path).parent) for name, s in read_config(path)["profiles"].items()}

@@ -105,8 +105,9 @@ def models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
 def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
                  device: torch.device | None = None) -> nn.Module:
     """The trained GAP or CA model of a backbone, in eval mode on ``device`` (default: the best available)."""
-    gap_checkpoint = None if profile.pretrained else checkpoint_path(profile, backbone, "gap")
-    model = compose(backbone, pooling, profile.data.num_classes, profile.pretrained, gap_checkpoint,
+    pretrained = profile.pretrained_for(backbone)
+    gap_checkpoint = None if pretrained else checkpoint_path(profile, backbone, "gap")
+    model = compose(backbone, pooling, profile.data.num_classes, pretrained, gap_checkpoint,
                     checkpoint_path(profile, backbone, "ca", seed) if pooling == "ca" else None)
     return model.to(device or default_device()).eval()
 
@@ -116,15 +117,16 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
     sets = datasets(profile, ("train", "val"))
     rows = []
     for backbone, stage, seed in models(profile):
-        if stage == "gap" and profile.pretrained:
+        pretrained = profile.pretrained_for(backbone)
+        if stage == "gap" and pretrained:
             continue
         cfg = profile.train.for_backbone(backbone)
         cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
         seed_everything(cfg.seed)  # the initial weights, whatever ran before in this process
-        gap_checkpoint = None if stage == "gap" or profile.pretrained else checkpoint_path(profile, backbone, "gap")
-        model = compose(backbone, stage, profile.data.num_classes, profile.pretrained, gap_checkpoint)
+        gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
+        model = compose(backbone, stage, profile.data.num_classes, pretrained, gap_checkpoint)
         folder = stage_dir(profile, backbone, stage, seed)
-        prepare_stage(folder, stage_key(profile, cfg, model, gap_checkpoint))
+        prepare_stage(folder, stage_key(profile, backbone, cfg, model, gap_checkpoint))
         result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
         rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
     return rows
@@ -142,16 +144,16 @@ def _result_cells(result: dict[str, Any]) -> dict[str, Any]:
 # Evaluation
 
 
-def weights_digest(profile: Profile, model: nn.Module) -> str | None:
+def weights_digest(profile: Profile, backbone: str, model: nn.Module) -> str | None:
     """The pretrained backbone weights' digest (``None`` for backbones trained here: their
     checkpoint's digest already identifies them)."""
-    return state_digest(backbone_of(model).state_dict()) if profile.pretrained else None
+    return state_digest(backbone_of(model).state_dict()) if profile.pretrained_for(backbone) else None
 
 
-def stage_key(profile: Profile, cfg: Any, model: nn.Module, gap_checkpoint: Path | None) -> str:
+def stage_key(profile: Profile, backbone: str, cfg: Any, model: nn.Module, gap_checkpoint: Path | None) -> str:
     """Identity of a training stage: its settings, the data's, what it starts from (the GAP
     checkpoint or pretrained weights) and the code of the training loop and all it imports."""
-    start = digest(gap_checkpoint) if gap_checkpoint is not None else weights_digest(profile, model)
+    start = digest(gap_checkpoint) if gap_checkpoint is not None else weights_digest(profile, backbone, model)
     return digest(dataclasses.asdict(cfg), profile.settings.get("data"), start,
                   code_digest("ca_core.train", "ca_core.models", "ca_core.data"))
 
@@ -186,7 +188,7 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
     for backbone, pooling, seed in models(profile):
         model = load_trained(profile, backbone, pooling, seed)
-        key = fingerprint(used, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, model))
+        key = fingerprint(used, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, backbone, model))
         folder = model_dir(profile, backbone, pooling, seed)
         evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
                        extra_seed=seed not in (None, profile.seeds[0]))

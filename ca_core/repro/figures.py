@@ -46,8 +46,14 @@ def _colorbar(fig: Figure, axes: np.ndarray, label: str) -> None:
     fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.6, label=label)
 
 
-def sample_grid(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray], titles: Sequence[str]) -> Figure:
-    """Images (top row) and their ground-truth masks outlined on them (bottom row)."""
+def sample_grid(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray | None], titles: Sequence[str]) -> Figure:
+    """Images (top row) and their ground-truth masks outlined on them (bottom row, for data with masks)."""
+    if any(m is None for m in masks):
+        fig, axes = _grid(1, len(rgbs))
+        for j, (rgb, title) in enumerate(zip(rgbs, titles)):
+            show_overlay(axes[0, j], rgb, None, title)
+        fig.suptitle("Test images (these data have no object masks)", fontsize=9)
+        return fig
     fig, axes = _grid(2, len(rgbs))
     for j, (rgb, mask, title) in enumerate(zip(rgbs, masks, titles)):
         show_overlay(axes[0, j], rgb, None, title)

@@ -39,7 +39,7 @@ def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | Non
 
 def checkpoints(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> list[Path]:
     """The checkpoint files a trained model of this pooling is made of (backbone first)."""
-    trained_gap = [] if profile.pretrained else [checkpoint_path(profile, backbone, "gap")]
+    trained_gap = [] if profile.pretrained_for(backbone) else [checkpoint_path(profile, backbone, "gap")]
     return trained_gap + ([checkpoint_path(profile, backbone, "ca", seed)] if pooling == "ca" else [])
 
 

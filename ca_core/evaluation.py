@@ -262,24 +262,34 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     ``key`` identifies what produced the results (settings, checkpoints, code); a file written under
     another key is recomputed. ``extra_seed``: the model is a CA stream of a run's non-primary seed
     (:func:`methods_for`).
+
+    Under DDP (``torchrun``) the chunks are shared out round-robin over the ranks: each rank computes
+    and writes its own chunks (the same files, with the same contents, as one process would), so a
+    killed job run again redoes only the chunks that are missing; rank 0 writes the manifests once
+    every rank is done.
     """
     device = next(model.parameters()).device
+    rank, size = distributed.world()
     model.eval()
     if read_npz(out_dir / PREDICTIONS_FILE, key) is None:
         pred = predict(model, dataset, cfg.batch_size, precision=cfg.precision, progress=progress)
         arrays = {"label": pred["label"].cpu().numpy(), "pred": pred["pred"].cpu().numpy(),
                   "correct": pred["correct"].cpu().numpy().astype(np.float32)}
-        save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
+        if rank == 0:
+            save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
     jobs = [(m, i, range(s, min(s + cfg.chunk_size, n)))
             for m in methods_for(pooling, cfg, extra_seed)
             for n in [images_for(m, cfg, len(dataset))]
             for i, s in enumerate(range(0, n, cfg.chunk_size))]
-    parts: dict[str, list[str]] = {}
-    for method, i, chunk in tqdm(jobs, desc=f"{label} saliency+metrics", disable=not progress):
+    mine = [job for j, job in enumerate(jobs) if j % size == rank]
+    for method, i, chunk in tqdm(mine, desc=f"{label} saliency+metrics", disable=not (progress and rank == 0)):
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
             save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device), key)
-        parts.setdefault(method, []).append(path.name)
-    for method, names in parts.items():  # what read_results returns: these chunks of this key only
-        write_json(out_dir / method / MANIFEST_FILE, {"key": key, "parts": names,
-                                                      "images": images_for(method, cfg, len(dataset))})
+    distributed.barrier()
+    if rank == 0:  # what read_results returns: these chunks of this key only
+        for method in dict.fromkeys(m for m, _, _ in jobs):
+            names = [f"part-{i:05d}.npz" for m, i, _ in jobs if m == method]
+            write_json(out_dir / method / MANIFEST_FILE, {"key": key, "parts": names,
+                                                          "images": images_for(method, cfg, len(dataset))})
+    distributed.barrier()

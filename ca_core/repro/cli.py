@@ -19,7 +19,7 @@ from ..evaluation import accuracy
 from ..models import compose
 from ..train import STAGES, TrainConfig, train
 from .config import CONFIG_FILE, ConfigError, load_profile
-from .experiment import SHAPES_ROOT, datasets
+from .experiment import SHAPES_ROOT, datasets, evaluate_all
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -91,4 +91,30 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """``python -m ca_core.evaluate``: evaluate a profile's trained models (also under torchrun).
+
+    The same evaluation as the pipeline's evaluation step, with its chunks shared out over the
+    processes; the evaluation notebook then finds every chunk done and only reads them.
+    """
+    p = argparse.ArgumentParser(prog="python -m ca_core.evaluate", description=evaluate_main.__doc__.splitlines()[0])
+    p.add_argument("--profile", default="default", help="profile of the config file")
+    p.add_argument("--config", default=str(CONFIG_FILE), help="config file (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        profile = load_profile(args.profile, args.config)
+        distributed.setup()
+        out = evaluate_all(profile, progress=not args.no_progress)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if distributed.is_main():
+        print(f"evaluated: {out}")
     return 0

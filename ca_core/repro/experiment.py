@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import data
+from ..distributed import is_main
 from ..evaluation import evaluate_model, methods_for
 from ..models import POOLINGS, backbone_of, compose
 from ..train import train
@@ -192,5 +193,6 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
         folder = model_dir(profile, backbone, pooling, seed)
         evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
                        extra_seed=seed not in (None, profile.seeds[0]))
-    write_json(eval_dir(profile) / "settings.json", used)
+    if is_main():
+        write_json(eval_dir(profile) / "settings.json", used)
     return eval_dir(profile)

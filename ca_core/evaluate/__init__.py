@@ -1,0 +1,1 @@
+"""``python -m ca_core.evaluate``: the evaluation command (:func:`ca_core.repro.cli.evaluate_main`)."""

@@ -195,3 +195,17 @@ def test_bad_arguments_are_clear_errors() -> None:
         build_model("resnet18", taps=["layer1", "layer9"])
     with pytest.raises(ValueError, match="'fc'.*produced 1 outputs.*exactly once"):
         build_model("resnet18", taps=["layer1", "fc"])
+
+
+def test_unreachable_hub_weights_are_one_clear_error_within_seconds(monkeypatch, tmp_path) -> None:
+    """No network and an empty cache: the error says what to do, without a minute of retries."""
+    import time
+
+    from ca_core.models import factory
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setattr(factory, "_reachable", lambda host, timeout: False)
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"resnet18.*HF_HUB_OFFLINE=1.*--pretrained FILE"):
+        build_model("resnet18", "gap", pretrained=True)
+    assert time.perf_counter() - start < 20

@@ -1,8 +1,10 @@
 """``build_model``: a timm backbone with GAP (the baseline) or with the CA-Stream."""
 from __future__ import annotations
 
+import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import timm
 import timm.data
@@ -37,14 +39,46 @@ def create_backbone(
     """A timm model; ``pretrained`` is ``True`` (timm's published weights) or a local file."""
     from_hub = pretrained is True
     try:
-        model = timm.create_model(backbone, pretrained=from_hub, num_classes=num_classes, **kwargs)
+        with _hub_offline_unless_reachable(from_hub):
+            model = timm.create_model(backbone, pretrained=from_hub, num_classes=num_classes, **kwargs)
     except RuntimeError as err:
         if "Unknown model" in str(err):
             raise ValueError(f"unknown timm model {backbone!r} (see timm.list_models())") from err
         raise
+    except OSError as err:  # huggingface_hub's "not found on the Hub nor in the cache" errors are OSErrors
+        raise RuntimeError(
+            f"timm's pretrained weights of {backbone!r} are neither reachable nor in the local Hugging Face "
+            f"cache ({type(err).__name__}). Either fill the cache on a machine with network "
+            f"(python -c \"import timm; timm.create_model('{backbone}', pretrained=True)\"), copy "
+            "~/.cache/huggingface here and set HF_HUB_OFFLINE=1; or give a local weights file "
+            f"(in a profile: pretrained: {{{backbone}: path/to/weights.safetensors}}; on the command line: "
+            "--pretrained FILE)") from err
     if pretrained and not from_hub:
         load_backbone_weights(model, pretrained)
     return model
+
+
+@contextmanager
+def _hub_offline_unless_reachable(needed: bool, host: str = "huggingface.co", timeout: float = 3.0) -> Iterator[None]:
+    """Use only the local Hugging Face cache while the Hub cannot be reached, so that a machine
+    without network gets its error in seconds instead of after a minute of retries."""
+    import huggingface_hub.constants as hub
+
+    offline = needed and not hub.HF_HUB_OFFLINE and not _reachable(host, timeout)
+    before = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = before or offline
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
+
+
+def _reachable(host: str, timeout: float) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def build_model(

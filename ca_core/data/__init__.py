@@ -1,10 +1,11 @@
 """Data: the generated shapes data set with ground-truth masks, and loaders for real image data."""
-from .folders import ImageFiles, image_folder, imagenet_splits, imagenet_val, list_dataset, mit67, read_list
+from .folders import (ImageFiles, image_folder, imagenet_splits, imagenet_val, list_dataset, mit67, mit67_splits,
+                      read_list)
 from .shapes import MEAN, SHAPE_NAMES, STD, ShapesConfig, ShapesDataset, denormalize, normalize, shapes_dataset
 from .transforms import data_config_of, eval_transform, paper_train_transform
 
 __all__ = [
     "MEAN", "SHAPE_NAMES", "STD", "ImageFiles", "ShapesConfig", "ShapesDataset", "data_config_of", "denormalize",
-    "eval_transform", "image_folder", "imagenet_splits", "imagenet_val", "list_dataset", "mit67", "normalize", "paper_train_transform",
+    "eval_transform", "image_folder", "imagenet_splits", "imagenet_val", "list_dataset", "mit67", "mit67_splits", "normalize", "paper_train_transform",
     "read_list", "shapes_dataset",
 ]

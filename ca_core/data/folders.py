@@ -174,6 +174,15 @@ def mit67(root: str | Path, split: str = "test", transform: Callable | None = No
     return ImageFiles(samples, classes, transform, skip_corrupt)
 
 
+def mit67_splits(root: str | Path, image_size: int = 224, resize: int = 256,
+                 skip_corrupt: bool = False) -> dict[str, ImageFiles]:
+    """MIT Indoor 67 as ``train`` (the official training list, the paper's augmentation) and
+    ``val``/``test`` (the official test list, resize + centre crop), as the paper uses it."""
+    cfg = imagenet_data_config(image_size, resize)
+    test = mit67(root, "test", eval_transform(cfg), skip_corrupt)
+    return {"train": mit67(root, "train", paper_train_transform(cfg), skip_corrupt), "val": test, "test": test}
+
+
 def imagenet_splits(train_root: str | Path, val_root: str | Path, val_list: str | Path | None, image_size: int = 224,
                     resize: int = 256, num_classes: int | None = None, skip_corrupt: bool = False) -> dict[str, ImageFiles]:
     """ImageNet-style data as ``train`` (class folders, the paper's augmentation) and ``val``/``test``

@@ -66,10 +66,28 @@ class FolderData:
         return {key: path for key, path in paths.items() if path is not None}
 
 
-DataSpec = ShapesConfig | FolderData
+@dataclass
+class Mit67Data:
+    """MIT Indoor 67 as the paper uses it: ``root/Images/<class>/<file>`` and the official split files
+    ``root/TrainImages.txt`` and ``root/TestImages.txt``; evaluated on the test list."""
+
+    root: Path
+    num_classes: int = 67
+    image_size: int = 224
+    resize: int = 256
+
+    def __post_init__(self) -> None:
+        FolderData.__post_init__(self)  # the same range checks
+
+    def paths(self) -> dict[str, Path]:
+        """The data paths this spec needs, by key name."""
+        return {"root": self.root}
+
+
+DataSpec = ShapesConfig | FolderData | Mit67Data
 
 #: ``kind`` values of the ``data`` section and the dataclass each maps onto.
-DATA_KINDS: dict[str, type] = {"shapes": ShapesConfig, "folders": FolderData}
+DATA_KINDS: dict[str, type] = {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data}
 
 #: The dataclass each of the ``train`` and ``eval`` sections maps onto.
 SECTIONS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig}
@@ -303,7 +321,7 @@ def _check_backbones(models: list[str], path: str) -> None:
 def check_data_paths(profile: Profile, root: Path = Path(".")) -> None:
     """Raise :class:`ConfigError` naming the key of a data or weights path that does not exist (relative
     paths: under ``root``), or of validation class folders that differ from the training ones."""
-    paths = profile.data.paths() if isinstance(profile.data, FolderData) else {}
+    paths = profile.data.paths() if isinstance(profile.data, (FolderData, Mit67Data)) else {}
     if isinstance(profile.pretrained, dict):
         paths |= {f"pretrained.{b}": p for b, p in profile.pretrained.items()}
     for key, value in paths.items():

@@ -26,7 +26,7 @@ from ..models import POOLINGS, backbone_of, compose
 from ..train import train
 from ..provenance import code_digest, digest, state_digest
 from ..utils import default_device, seed_everything, write_json
-from .config import FolderData, Profile
+from .config import FolderData, Mit67Data, Profile
 from .runs import checkpoint_path, checkpoints, eval_dir, model_dir, stage_dir
 
 SHAPES_ROOT = Path("data/shapes")
@@ -41,6 +41,9 @@ SPLITS = ("train", "val", "test")
 def datasets(profile: Profile, splits: tuple[str, ...] = SPLITS, shapes_root: Path = SHAPES_ROOT) -> dict[str, Dataset]:
     """The profile's data splits, loading only those in ``splits`` (the training split is the large one)."""
     spec = profile.data
+    if isinstance(spec, Mit67Data):
+        sets = data.mit67_splits(spec.root, spec.image_size, spec.resize)
+        return {split: sets[split] for split in splits}
     if not isinstance(spec, FolderData):
         return {split: data.shapes_dataset(spec, split, root=shapes_root) for split in splits}
     if "train" in splits:

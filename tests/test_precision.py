@@ -12,27 +12,9 @@ from ca_core.metrics import evaluate_maps
 from ca_core.saliency import METHODS, explain
 from ca_core.train import TrainConfig, train
 from ca_core.utils import autocast, check_precision
+from support import randomize
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomize_norms(model: nn.Module) -> nn.Module:
-    """Non-trivial BatchNorm statistics, so that maps differ between images and channels."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
 
 
 @pytest.fixture(scope="module", params=["resnet_mini", "convnext_mini"])
@@ -41,7 +23,7 @@ def layouts(request) -> dict[str, dict[str, nn.Module]]:
     out = {}
     for channels_last in (False, True):
         torch.manual_seed(0)
-        gap = randomize_norms(build_model(request.param, "gap", num_classes=5, channels_last=channels_last))
+        gap = randomize(build_model(request.param, "gap", num_classes=5, channels_last=channels_last))
         torch.manual_seed(1)
         out[channels_last] = {"gap": gap, "ca": build_model(gap, "ca").eval()}
     return out

@@ -13,40 +13,15 @@ from torch import nn
 
 from ca_core import build_model
 from ca_core.saliency import METHODS, explain, upsample
+from support import randomize
 
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
 
 
 # ----------------------------------------------------------------------------- models and data
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give norm layers and layer-scales non-trivial values (timm initialises residual branches to
-    ~zero, which would make gradients degenerate), so the tests can tell methods apart."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("gamma") or (p.ndim == 1 and ("bn" in name or "norm" in name) and name.endswith("weight")):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            elif p.ndim == 1 and ("bn" in name or "norm" in name) and name.endswith("bias"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return model.eval()
-
-
 def make(backbone: str, pooling: str, **kwargs) -> nn.Module:
     torch.manual_seed(0)
     return randomize(build_model(backbone, pooling=pooling, num_classes=5, **kwargs))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the CI machine has 2 shared cores, where 2 threads can thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

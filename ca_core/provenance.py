@@ -32,12 +32,6 @@ def digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def source_digest(folder: Path) -> str:
-    """Hash of every ``.py`` file under ``folder`` (names and contents): a version of that code."""
-    files = sorted(p for p in Path(folder).rglob("*.py") if "__pycache__" not in p.parts)
-    return digest(*[str(p.relative_to(folder)) for p in files], *files)
-
-
 def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     """Hash of a state dict's names, shapes, dtypes and values (e.g. a backbone's weights)."""
     h = hashlib.sha256()
@@ -123,3 +117,22 @@ def code_digest(*modules: str, root: Path = PACKAGE_DIR) -> str:
     if unknown:
         raise ValueError(f"not modules of {root.name}: {', '.join(unknown)}")
     return _cached_code_digest(tuple(sorted(modules)), root)
+
+
+def notebook_modules(path: Path, root: Path = PACKAGE_DIR) -> list[str]:
+    """The package modules that the code cells of the notebook ``path`` import."""
+    modules = set(module_files(root))
+    found: set[str] = set()
+    for cell in json.loads(Path(path).read_text()).get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell.get("source", [])))
+        except SyntaxError:  # IPython magics: not Python, and import nothing of the package
+            continue
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+                     if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found.update(n for n in names if n in modules)
+    return sorted(found)

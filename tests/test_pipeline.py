@@ -16,7 +16,7 @@ import pytest
 from ca_core.repro import pipeline
 from ca_core.repro.config import ConfigError
 from ca_core.repro.pipeline import PipelineError, is_up_to_date, stamp_path
-from ca_core.provenance import digest, source_digest
+from ca_core.provenance import digest
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("01_first", "02_second")
@@ -105,15 +105,21 @@ def test_invalid_profile_fails_before_any_notebook_runs(project):
     assert pipeline.main(["--profile", "imagenet", "--config", str(config), "--no-book"]) == 1
 
 
-def test_code_digest_tracks_every_source_file(tmp_path):
-    package = tmp_path / "pkg"
-    (package / "sub").mkdir(parents=True)
-    (package / "a.py").write_text("A = 1\n")
-    (package / "sub" / "b.py").write_text("B = 1\n")
-    before = source_digest(package)
-    (package / "sub" / "b.py").write_text("B = 2\n")
-    assert source_digest(package) != before
+def test_digest_of_values_and_files(tmp_path):
+    path = tmp_path / "a.py"
+    path.write_text("A = 1\n")
+    before = digest("x", path)
+    path.write_text("A = 2\n")
+    assert digest("x", path) != before
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
+
+
+def test_a_step_key_follows_the_code_its_notebook_imports():
+    from ca_core.provenance import notebook_modules
+
+    assert "ca_core.repro.report" in notebook_modules(ROOT / "notebooks/03_evaluate.ipynb")
+    assert "ca_core.repro.explorer" in notebook_modules(ROOT / "notebooks/05_explorer.ipynb")
+    assert "ca_core.repro.explorer" not in notebook_modules(ROOT / "notebooks/03_evaluate.ipynb")
 
 
 def test_real_notebooks_are_parameterised_and_thin():

@@ -3,8 +3,9 @@
 Executes the notebooks of ``notebooks/`` in order with papermill, injecting the profile's name
 and settings, into ``book/generated/`` (same names); results land in ``runs/<profile>/``. A step
 is skipped when its executed notebook is up to date: a stamp next to it holds the hash of the
-profile's settings, the notebook and the ``ca_core`` sources, chained with the previous step's
-hash, so a change anywhere upstream re-runs everything after it. Measured step times go to
+profile's settings, the notebook and the source of the ``ca_core`` code it reaches through its
+imports (:func:`ca_core.provenance.code_digest`), chained with the previous step's hash, so a
+change re-runs the step whose code it touches and every step after it, and none before. Measured step times go to
 ``runs/<profile>/timings.json``. Finally ``jupyter-book build book/``.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..provenance import digest, source_digest
+from ..provenance import code_digest, digest, notebook_modules
 from ..utils import atomic_write, write_json
 from .config import CONFIG_FILE, ConfigError, load_profile, read_config
 from .runs import timings_path
@@ -27,7 +28,6 @@ STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_
 NOTEBOOK_DIR = Path("notebooks")
 OUTPUT_DIR = Path("book/generated")
 BOOK_DIR = Path("book")
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # ca_core
 
 
 class PipelineError(RuntimeError):
@@ -147,12 +147,12 @@ def run(
     load_profile(profile, config)  # validate everything (and the data paths) before any work
     settings = read_config(config)["profiles"][profile]
     timings = Timings(timings_path(root / "runs" / profile))
-    key = digest(profile, settings, source_digest(PACKAGE_DIR))
+    key = digest(profile, settings)
     for i, step in enumerate(steps, 1):
         notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
         if not notebook.is_file():
             raise PipelineError(f"notebook not found: {notebook}")
-        key = digest(key, step, notebook)
+        key = digest(key, step, notebook, code_digest(*notebook_modules(notebook)))
         # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
         # user may delete to start over) were both produced for exactly this key.
         if not force and is_up_to_date(output, key) and timings.key(step) == key:

@@ -31,13 +31,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from . import distributed
 from .metrics import PROTOCOLS, evaluate_maps
 from .models import backbone_of
 from .saliency import METHODS, explain
-from .utils import atomic_write, autocast, check_labels, check_precision, write_json
+from .utils import atomic_write, autocast, check_labels, check_precision, progress_bar, write_json
 
 PREDICTIONS_FILE = "predictions.npz"
 MANIFEST_FILE = "manifest.json"
@@ -162,7 +161,7 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
     preds, losses, labels = [], [], []
     with autocast(device, precision):
-        for images, target, _ in tqdm(batches_on(loader, device, num_classes_of(model)), desc="predict",
+        for images, target, _ in progress_bar(batches_on(loader, device, num_classes_of(model)), desc="predict",
                                       total=len(loader), disable=not progress, leave=False):
             logits = model(images).float()
             preds.append(logits.argmax(1))
@@ -282,7 +281,7 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
             for n in [images_for(m, cfg, len(dataset))]
             for i, s in enumerate(range(0, n, cfg.chunk_size))]
     mine = [job for j, job in enumerate(jobs) if j % size == rank]
-    for method, i, chunk in tqdm(mine, desc=f"{label} saliency+metrics", disable=not (progress and rank == 0)):
+    for method, i, chunk in progress_bar(mine, desc=f"{label} saliency+metrics", disable=not (progress and rank == 0)):
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
             save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device), key)

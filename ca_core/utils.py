@@ -11,7 +11,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -168,3 +168,12 @@ class Autocast(torch.nn.Module):
         with autocast(self.device, self.precision):
             out = self.model(*args, **kwargs)
         return out.float() if isinstance(out, torch.Tensor) else out
+
+
+def progress_bar(iterable: Iterable, **options: Any) -> Iterable:
+    """A text progress bar (tqdm) that redraws at most every 5 s: long loops (epochs, evaluation)
+    show rate and time left in a terminal, in a notebook, and in a pipeline's streamed log, without
+    filling a stored notebook with thousands of redraws."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, mininterval=5.0, **options)

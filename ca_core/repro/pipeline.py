@@ -66,9 +66,9 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters, cwd=str(cwd),
-            progress_bar=sys.stderr.isatty(), kernel_name="python3",
+        papermill.execute_notebook(  # the cells' output streams to this terminal as it comes
+            str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
+            kernel_name="python3", log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr,
         )
     except papermill.PapermillExecutionError as err:
         raise PipelineError(failure_message(notebook, output, err)) from None

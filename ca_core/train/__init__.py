@@ -33,12 +33,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import distributed
 from ..evaluation import batches_on, num_classes_of, predict
 from ..models import POOLINGS, is_ca_model, save_model
-from ..utils import atomic_write, autocast, check_labels, check_precision, rng_states, seed_everything, set_rng_states
+from ..utils import (atomic_write, autocast, check_labels, check_precision, progress_bar, rng_states, seed_everything,
+                     set_rng_states)
 
 STAGES = POOLINGS  # stage "gap" trains a GAP model, stage "ca" the stream of a CA model
 STATE_FILE = "state.pt"
@@ -265,8 +266,8 @@ def train(
         net.train()
         sums = torch.zeros(3, device=device)  # loss sum, correct, images
         loader = _loader(train_set, cfg, epoch, device)
-        batches = tqdm(batches_on(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}", total=len(loader),
-                       disable=not (progress and rank == 0), leave=False)
+        batches = progress_bar(batches_on(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}",
+                               total=len(loader), disable=not (progress and rank == 0), leave=False)
         for images, labels, _ in batches:
             with autocast(device, cfg.precision):
                 logits = net(images)

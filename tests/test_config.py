@@ -59,7 +59,7 @@ def test_smoke_is_smaller_than_default():
     (lambda s: s.update(models=["resnet_mimi"]), "profiles.smoke.models[0]: unknown timm model 'resnet_mimi' (did you mean 'resnet_mini'?)"),
     (lambda s: s.update(model=["resnet_mini"]), "profiles.smoke.model: unknown key (did you mean 'models'?)"),
     (lambda s: s.pop("eval"), "profiles.smoke: missing section(s) eval"),
-    (lambda s: s.update(pretrained="yes"), "profiles.smoke.pretrained: expected bool, got 'yes'"),
+    (lambda s: s.update(pretrained="yes"), "profiles.smoke.pretrained: expected bool | dict[str, Path], got 'yes'"),
     (lambda s: s["train"].update(per_model={"resnet50": {"lr": 0.01}}),
      "profiles.smoke.train.per_model.resnet50: not one of the profile's models (resnet_mini, convnext_mini)"),
     (lambda s: s["train"].update(per_model={"resnet_mini": {"gap_epochs": 0}}),

@@ -52,7 +52,11 @@ def test_channels_last_gives_the_same_maps_and_scores(layouts, images, method, p
         model = models[pooling]
         maps[channels_last] = explain(model, images, method, targets=targets, batch_size=64, **options)
         scores[channels_last] = evaluate_maps(model, images, maps[False], targets, batch_size=8)
-    torch.testing.assert_close(maps[True], maps[False], atol=5e-4, rtol=0)
+    # Float rounding only: Grad-CAM++'s cubed gradients amplify it the most (up to ~2e-3 on [0, 1] maps).
+    torch.testing.assert_close(maps[True], maps[False], atol=5e-3, rtol=0)
+    a, b = maps[True].flatten(1).double(), maps[False].flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    assert ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)).min() > 0.9999
     for name in scores[False]:
         torch.testing.assert_close(scores[True][name], scores[False][name], atol=1e-4, rtol=1e-4, msg=name)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from ..evaluation import method_options, predict
 from ..metrics import evaluate_maps, paired_test, summarize, two_level_test
@@ -340,7 +341,8 @@ def write_results(profile: Profile) -> Path:
     return path
 
 
-def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_costly: int = 1) -> list[Row]:
+def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_costly: int = 1,
+                       n_accuracy: int = 200) -> list[Row]:
     """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
 
     Per backbone x pooling x method, on the first ``n`` test images (``n_costly`` for Score-CAM and
@@ -357,7 +359,8 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_
         for pooling in POOLINGS:
             model = load_trained(profile, backbone, pooling)
             x, y = images.to(next(model.parameters()).device), labels.to(next(model.parameters()).device)
-            accs = {p: 100 * predict(model, test, cfg.batch_size, precision=p)["correct"].float().mean().item()
+            subset = Subset(test, range(min(n_accuracy, len(test))))
+            accs = {p: 100 * predict(model, subset, cfg.batch_size, precision=p)["correct"].float().mean().item()
                     for p in ("fp32", precision)}
             for method in cfg.methods:
                 if (backbone, method, pooling) not in set(settings(profile)):

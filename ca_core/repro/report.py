@@ -348,8 +348,9 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_
     Per backbone x pooling x method, on the first ``n`` test images (``n_costly`` for Score-CAM and
     Opti-CAM, hundreds of forward passes per image): the smallest and the median per-image
     correlation of the maps with float32's, and the largest change of a metric's mean (points, the
-    metrics of float32's maps scored at ``precision``); per model, the change of the test accuracy.
-    This is the evidence for choosing ``precision`` per step in a profile.
+    metrics of float32's maps scored at ``precision``) and the time of the maps at ``precision`` over
+    float32's on this machine; per model, the change of the accuracy on the first ``n_accuracy``
+    test images. This is the evidence for choosing ``precision`` per step in a profile.
     """
     test = eval_split(profile)
     batch = [test[i] for i in range(min(n, len(test)))]

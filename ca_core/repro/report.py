@@ -314,14 +314,14 @@ SUMMARISED = (*paper.METRICS, "pointing", "pointing_tol", "energy")
 
 def results_summary(profile: Profile) -> dict[str, Any]:
     """The whole run as plain data: see ``book``'s reproduction page for the schema (``results.json``)."""
-    cfg = profile.eval
+    cfg, evaluated = profile.eval, set(settings(profile))
     accuracy, results = [], []
     for backbone, pooling, seed in models(profile):
         correct = load_predictions(profile, backbone, pooling, seed)["correct"]
         accuracy.append({"backbone": backbone, "pooling": pooling, "seed": seed, "n_images": len(correct),
                          "accuracy": summarize(correct, cfg.n_boot, cfg.seed)})
         for method in cfg.methods:
-            if (backbone, method, pooling) not in set(settings(profile)) or (
+            if (backbone, method, pooling) not in evaluated or (
                     seed is not None and seed not in evaluated_seeds(profile, method)):
                 continue
             res = load_results(profile, backbone, pooling, method, seed)
@@ -352,7 +352,7 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_
     float32's on this machine; per model, the change of the accuracy on the first ``n_accuracy``
     test images. This is the evidence for choosing ``precision`` per step in a profile.
     """
-    test = eval_split(profile)
+    test, evaluated = eval_split(profile), set(settings(profile))
     batch = [test[i] for i in range(min(n, len(test)))]
     images, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
     cfg, rows = profile.eval, []
@@ -364,7 +364,7 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_
             accs = {p: 100 * predict(model, subset, cfg.batch_size, precision=p)["correct"].float().mean().item()
                     for p in ("fp32", precision)}
             for method in cfg.methods:
-                if (backbone, method, pooling) not in set(settings(profile)):
+                if (backbone, method, pooling) not in evaluated:
                     continue
                 options = method_options(method, cfg)
                 k = n_costly if method in ("scorecam", "opticam") else len(x)

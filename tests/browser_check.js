@@ -78,10 +78,15 @@ async function inspect(page, url, shot) {
   null, { timeout: 20000 }).catch(() => {});
   const report = {
     title: await page.title(),
-    tables: await page.$$eval("table", (ts) => ts.map((t) => ({
+    tables: await page.$$eval("article table", (ts) => ts.map((t) => ({
       headers: Array.from(t.querySelectorAll("th")).map((th) => th.textContent.trim()),
       rows: t.querySelectorAll("tbody tr").length,
+      // how far the table reaches past the article's content box (> 0: cut off or scrolled)
+      overflow: Math.round(t.getBoundingClientRect().right
+        - t.closest("article").getBoundingClientRect().right + 0.5),
+      scrolls: t.parentElement.scrollWidth > t.parentElement.clientWidth + 1,
     }))),
+    articleWidth: await page.$eval("article", (a) => Math.round(a.getBoundingClientRect().width)).catch(() => 0),
     math: await page.$$eval("mjx-container", (m) => m.length),
     rawMath: await page.$$eval(".math", (m) => m.length),
     hasWidgetState,

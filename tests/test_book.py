@@ -123,3 +123,28 @@ def test_explorer_changes_the_visible_image_when_an_option_is_chosen(book):
     for dropdown in changing:
         assert dropdown["before"] and dropdown["after"], "no image visible around a Dropdown change"
         assert dropdown["after"] != dropdown["before"]
+
+
+def test_no_table_reaches_past_the_article_at_1280_px(book):
+    for name, page in book["pages"].items():
+        for table in page["tables"]:
+            assert table["overflow"] <= 0 and not table["scrolls"], \
+                f"{name}: table {table['headers'][:4]} is wider than the article ({page['articleWidth']} px)"
+
+
+def test_results_pages_use_the_width_the_right_sidebar_leaves(book):
+    results = page_with_title(book, "Results")
+    assert results["articleWidth"] >= 850, f"the results article is {results['articleWidth']} px wide at 1280 px"
+
+
+def test_the_verdict_table_and_forest_plot_open_the_results_page(book):
+    html = (book["html"] / "generated/04_figures.html").read_text()
+    start = html.index('id="at-a-glance"')
+    glance = html[start:html.index("<section", start)]
+    assert "<table" in glance and "Claim" in glance, "no verdict table under 'At a glance'"
+    assert "<img" in glance, "no forest plot under 'At a glance'"
+
+
+def test_the_explorer_page_is_light(book):
+    size = (book["html"] / "generated/05_explorer.html").stat().st_size
+    assert size < 2_000_000, f"the explorer page weighs {size / 1e6:.2f} MB"

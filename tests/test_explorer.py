@@ -68,7 +68,7 @@ def test_captions_are_html_under_their_image():
         (grid(["a"]), [], None, "needs labels and images"),
         ({("a", "x"): PNG, ("a",): PNG}, ["image", "method"], None, r"\('a',\) must be a tuple of 2 strings"),
         ({("a", 1): PNG}, ["image", "method"], None, "must be a tuple of 2 strings"),
-        ({("a",): "not bytes"}, ["image"], None, r"image \('a',\) must be PNG bytes, got str"),
+        ({("a",): "not bytes"}, ["image"], None, r"image \('a',\) must be PNG or JPEG bytes, got str"),
         ({("a", "x"): PNG, ("b", "y"): PNG}, ["image", "method"], None,
          r"2 option combinations have no image, e.g. \('a', 'y'\)"),
         (grid(["a"]), ["image"], {("b",): "?"}, r"caption key \('b',\) has no image"),

@@ -124,11 +124,13 @@ def test_a_step_key_follows_the_code_its_notebook_imports():
 
 def test_real_notebooks_are_parameterised_and_thin():
     names = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
-    assert tuple(names) == pipeline.STEPS
+    assert tuple(n for n in names if n.startswith("0")) == pipeline.STEPS
+    assert set(names) - set(pipeline.STEPS) == {"explore_live"}  # the live explorer, for Jupyter only
     for name in names:
         nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1 and "profile =" in tagged[0].source and "settings =" in tagged[0].source, name
+        assert len(tagged) == 1 and "profile =" in tagged[0].source, name
+        assert "settings =" in tagged[0].source or name == "explore_live", name
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
         assert "matplotlib.use" not in code and "import ca_core" not in code.replace("from ca_core", ""), name
         assert all(len(c.source.splitlines()) <= 12 for c in nb.cells if c.cell_type == "code"), name

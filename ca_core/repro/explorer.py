@@ -63,7 +63,7 @@ def stack_explorer(
     """Build an explorer over pre-rendered PNG images that needs no kernel.
 
     Args:
-        images: PNG bytes for every combination of options, keyed by a tuple with one string per
+        images: PNG or JPEG bytes for every combination of options, keyed by a tuple with one string per
             position in ``labels``, e.g. ``{("img 0", "resnet", "CA", "Grad-CAM"): png, ...}``.
             Every combination of the values seen at each position must be present.
         labels: the Dropdown label of each key position, e.g. ``["image", "backbone", ...]``.
@@ -75,7 +75,7 @@ def stack_explorer(
 
     Raises:
         ValueError: no images or labels, a key of the wrong length or type, a missing combination,
-            a caption for an unknown key, or an image that is not bytes.
+            a caption for an unknown key, or an image that is not PNG or JPEG bytes.
     """
     return StackExplorer(images, labels, captions)
 
@@ -93,8 +93,8 @@ def _key_options(
             raise ValueError(
                 f"image key {key!r} must be a tuple of {len(labels)} strings, one per label {list(labels)}"
             )
-        if not isinstance(value, bytes):
-            raise ValueError(f"image {key!r} must be PNG bytes, got {type(value).__name__}")
+        if not isinstance(value, bytes) or image_format(value) is None:
+            raise ValueError(f"image {key!r} must be PNG or JPEG bytes, got {type(value).__name__}")
     options = [list(dict.fromkeys(key[i] for key in images)) for i in range(len(labels))]
     missing = [key for key in product(*options) if key not in images]
     if missing:
@@ -125,9 +125,16 @@ def _nested_stack(
     return stack
 
 
+def image_format(data: bytes) -> str | None:
+    """``"png"`` or ``"jpeg"`` from the bytes' signature; ``None`` for anything else."""
+    if data.startswith(b"\x89PNG"):
+        return "png"
+    return "jpeg" if data.startswith(b"\xff\xd8") else None
+
+
 def _leaf(key: Key, images: Mapping[Key, bytes], captions: Mapping[Key, str]) -> widgets.Widget:
     """The image of one combination, with its caption underneath when there is one."""
-    image = widgets.Image(value=images[key], format="png")
+    image = widgets.Image(value=images[key], format=image_format(images[key]))
     if key not in captions:
         return image
     return widgets.VBox([image, widgets.HTML(captions[key])])

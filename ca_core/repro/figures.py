@@ -18,7 +18,14 @@ from ..saliency import upsample
 
 CMAP = "jet"
 ALPHA = 0.5
-POOLING_STYLE = {"gap": dict(color="tab:blue", ls="--"), "ca": dict(color="tab:red", ls="-")}
+MASK_COLOUR = "white"
+POOLING_STYLE = {"gap": dict(ls="--"), "ca": dict(ls="-")}
+KIND_COLOUR = {"insertion": "tab:green", "deletion": "tab:purple"}
+#: The article's width at a 1280 px window (inches at the notebooks' 100 dpi): no figure is wider,
+#: so none is scaled down in the book.
+BOOK_WIDTH = 9.4
+#: The smallest side of a saliency thumbnail (inches at 100 dpi: 1.25 -> 125 CSS px).
+THUMB = 1.3
 
 
 def upsampled(smap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -26,47 +33,52 @@ def upsampled(smap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return upsample(torch.as_tensor(np.asarray(smap, dtype=np.float32))[None], size)[0].numpy()
 
 
-def show_overlay(ax, rgb: np.ndarray, smap: np.ndarray | None, title: str = "") -> None:
-    """Draw an (H, W, 3) image with a saliency map (any resolution, values in [0, 1]) on top."""
+def show_overlay(ax, rgb: np.ndarray, smap: np.ndarray | None, title: str = "",
+                 mask: np.ndarray | None = None, fontsize: float = 9) -> None:
+    """Draw an (H, W, 3) image with a saliency map (any resolution, values in [0, 1]) on top and,
+    when given, the ground-truth object mask as a contour."""
     ax.imshow(rgb)
     if smap is not None:
         ax.imshow(upsampled(smap, rgb.shape[:2]), cmap=CMAP, alpha=ALPHA, vmin=0, vmax=1)
-    ax.set_title(title, fontsize=8)
+    if mask is not None:
+        ax.contour(np.asarray(mask, dtype=float), levels=[0.5], colors=MASK_COLOUR, linewidths=1.0)
+    ax.set_title(title, fontsize=fontsize)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _grid(rows: int, cols: int, size: float = 1.7) -> tuple[Figure, np.ndarray]:
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + 0.4), squeeze=False)
+def _grid(rows: int, cols: int, size: float = 1.6, extra_width: float = 0.0) -> tuple[Figure, np.ndarray]:
+    """A rows x cols grid of square panels, at most :data:`BOOK_WIDTH` wide (with ``extra_width``
+    inches for labels and a colour bar)."""
+    size = min(size, (BOOK_WIDTH - extra_width) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols + extra_width, 1.08 * size * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
     return fig, axes
 
 
-def _colorbar(fig: Figure, axes: np.ndarray, label: str) -> None:
+def _colorbar(fig: Figure, axes: np.ndarray, label: str, location: str = "right") -> None:
     mappable = plt.cm.ScalarMappable(cmap=CMAP, norm=plt.Normalize(0, 1))
-    fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.6, label=label)
+    fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.5, aspect=30, pad=0.02, label=label, location=location)
 
 
 def sample_grid(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray | None], titles: Sequence[str]) -> Figure:
     """Images (top row) and their ground-truth masks outlined on them (bottom row, for data with masks)."""
-    if any(m is None for m in masks):
-        fig, axes = _grid(1, len(rgbs))
-        for j, (rgb, title) in enumerate(zip(rgbs, titles)):
-            show_overlay(axes[0, j], rgb, None, title)
-        fig.suptitle("Test images (these data have no object masks)", fontsize=9)
-        return fig
-    fig, axes = _grid(2, len(rgbs))
+    with_masks = all(m is not None for m in masks)
+    fig, axes = _grid(2 if with_masks else 1, len(rgbs))
     for j, (rgb, mask, title) in enumerate(zip(rgbs, masks, titles)):
         show_overlay(axes[0, j], rgb, None, title)
-        show_overlay(axes[1, j], rgb, None, "mask")
-        axes[1, j].contour(np.asarray(mask, dtype=float), levels=[0.5], colors="yellow", linewidths=1.2)
-    fig.suptitle("Test images (top) and their ground-truth object masks (bottom, yellow outline)", fontsize=9)
+        if with_masks:
+            show_overlay(axes[1, j], rgb, None, "mask", mask=mask)
+    fig.suptitle("Test images (top) and their ground-truth object masks (bottom, outlined)" if with_masks
+                 else "Test images (these data have no object masks)", fontsize=10)
     return fig
 
 
 def training_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str]) -> Figure:
     """One panel per logged quantity (e.g. ``train_loss``, ``val_acc``) against epoch, one line per run."""
     rows = -(-len(keys) // 2)
-    fig, axes = plt.subplots(rows, 2, figsize=(9, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2, figsize=(BOOK_WIDTH, 3.2 * rows), squeeze=False)
     for ax in axes.ravel()[len(keys):]:
         ax.set_axis_off()
     for ax, key in zip(axes.ravel(), keys):
@@ -82,90 +94,135 @@ def training_curves(logs: Mapping[str, Sequence[Mapping[str, float]]], keys: Seq
     return fig
 
 
-def saliency_grid(rgbs: Sequence[np.ndarray], columns: Mapping[str, Sequence[np.ndarray | None]],
-                  row_titles: Sequence[str]) -> Figure:
-    """Images (rows) x maps (columns, e.g. "Grad-CAM · GAP"); a ``None`` map shows the plain image."""
-    fig, axes = _grid(len(rgbs), len(columns) + 1)
-    for i, rgb in enumerate(rgbs):
-        show_overlay(axes[i, 0], rgb, None, "image" if i == 0 else "")
-        axes[i, 0].set_ylabel(row_titles[i], fontsize=8)
-        for j, (name, maps) in enumerate(columns.items(), 1):
-            show_overlay(axes[i, j], rgb, maps[i], name if i == 0 else "")
-    _colorbar(fig, axes, "saliency (min-max normalised)")
+def saliency_grid(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray | None],
+                  rows: Mapping[str, Mapping[str, Sequence[np.ndarray] | None]], titles: Sequence[str]) -> Figure:
+    """Methods (rows) x images, GAP and CA side by side for each image; the top row shows the
+    images, every panel outlines the ground-truth mask. ``rows[method][pooling]`` holds one map per
+    image, or ``None`` where the pooling has no such map (raw attention under GAP)."""
+    cols = 2 * len(rgbs)
+    fig, axes = _grid(len(rows) + 1, cols, size=THUMB, extra_width=1.0)
+    for i, (rgb, mask, title) in enumerate(zip(rgbs, masks, titles)):
+        for j, pooling in enumerate(("gap", "ca")):
+            show_overlay(axes[0, 2 * i + j], rgb, None, f"{title}\n{pooling.upper()}", mask=mask)
+        for r, (method, maps) in enumerate(rows.items(), 1):
+            for j, pooling in enumerate(("gap", "ca")):
+                ax, smaps = axes[r, 2 * i + j], maps.get(pooling)
+                show_overlay(ax, rgb, None if smaps is None else smaps[i], mask=mask)
+                if smaps is None:
+                    ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="white")
+    for r, method in enumerate(rows, 1):
+        axes[r, 0].set_ylabel(method.replace(" (", "\n("), fontsize=9, rotation=0, ha="right", va="center")
+    _colorbar(fig, axes, "saliency (min-max)", location="bottom")
     return fig
 
 
 def causal_curves(curves: Mapping[tuple[str, str], Mapping[str, np.ndarray]], title: str) -> Figure:
-    """Mean insertion and deletion curves, one panel per method and curve, GAP dashed vs CA solid.
+    """Mean insertion (green) and deletion (purple) curves, one panel per method, GAP dashed and CA
+    solid, the area under each curve in the legend.
 
     ``curves[(method_label, pooling)]`` holds ``insertion_curve``/``deletion_curve`` arrays (N, points).
     """
     methods = list(dict.fromkeys(m for m, _ in curves))
-    fig, axes = plt.subplots(2, len(methods), figsize=(3.2 * len(methods), 5.4), squeeze=False, sharey=True)
-    for j, method in enumerate(methods):
-        for i, kind in enumerate(("insertion", "deletion")):
-            ax = axes[i, j]
-            for pooling in ("gap", "ca"):
+    cols = min(3, len(methods))
+    grid_rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, 2.9 * grid_rows + 0.4), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.ravel()[len(methods):]:
+        ax.set_axis_off()
+    for ax, method in zip(axes.ravel(), methods):
+        for pooling in ("gap", "ca"):
+            for kind in ("insertion", "deletion"):
                 if (method, pooling) not in curves:
                     continue
                 mean = np.asarray(curves[(method, pooling)][f"{kind}_curve"], dtype=float).mean(axis=0)
                 fraction = np.linspace(0, 1, len(mean))
                 auc = float(np.trapezoid(mean, fraction))
-                ax.plot(fraction, mean, label=f"{pooling.upper()} (AUC {100 * auc:.1f})", **POOLING_STYLE[pooling])
-            ax.set_title(f"{method}: {kind}", fontsize=9)
-            ax.set_xlabel("fraction of pixels " + ("inserted" if kind == "insertion" else "deleted"))
-            ax.set_ylabel("target class probability")
-            ax.set_ylim(0, 1)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+                ax.plot(fraction, mean, color=KIND_COLOUR[kind], label=f"{pooling.upper()} {kind[:3]}. {100 * auc:.1f}",
+                        **POOLING_STYLE[pooling])
+        ax.set_title(method, fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="center right", title="AUC", title_fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("fraction of pixels inserted / deleted", fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("target probability", fontsize=9)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
 
-def depth_grid(rgbs: Sequence[np.ndarray], attentions: Sequence[np.ndarray], block_names: Sequence[str]) -> Figure:
+def depth_grid(rgbs: Sequence[np.ndarray], attentions: Sequence[np.ndarray], block_names: Sequence[str],
+               masks: Sequence[np.ndarray | None] | None = None) -> Figure:
     """The stream's attention at every depth: images (rows) x CA blocks (columns), each map min-max scaled.
 
     ``attentions[k]`` is (N, h_k, w_k), the k-th block's softmax attention for the N images.
     """
-    fig, axes = _grid(len(rgbs), len(attentions) + 1)
-    for i, rgb in enumerate(rgbs):
-        show_overlay(axes[i, 0], rgb, None, "image" if i == 0 else "")
+    masks = masks if masks is not None else [None] * len(rgbs)
+    fig, axes = _grid(len(rgbs), len(attentions) + 1, extra_width=0.8)
+    for i, (rgb, mask) in enumerate(zip(rgbs, masks)):
+        show_overlay(axes[i, 0], rgb, None, "image" if i == 0 else "", mask=mask)
         for j, (att, name) in enumerate(zip(attentions, block_names), 1):
             a = np.asarray(att[i], dtype=np.float32)
             a = (a - a.min()) / max(float(a.max() - a.min()), 1e-12)
-            show_overlay(axes[i, j], rgb, a, f"{name}\n{att.shape[1]}×{att.shape[2]}" if i == 0 else "")
+            show_overlay(axes[i, j], rgb, a, f"{name}\n{att.shape[1]}×{att.shape[2]}" if i == 0 else "",
+                         mask=mask, fontsize=8)
     _colorbar(fig, axes, "attention (min-max per map)")
     return fig
 
 
-def png(fig: Figure, dpi: int = 80) -> bytes:
-    """The figure as PNG bytes (closed afterwards, so it is not also shown inline)."""
+def encode(fig: Figure, dpi: int = 100, colours: int | None = None) -> bytes:
+    """The figure as PNG bytes (closed afterwards, so it is not also shown inline); with ``colours``,
+    quantised to a palette of that many colours (PNG-8, about a third of the bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return buf.getvalue()
+    if colours is None:
+        return buf.getvalue()
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.open(buf).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    return out.getvalue()
 
 
-def explorer_image(rgb: np.ndarray, smap: np.ndarray | None, curves: Mapping[str, np.ndarray] | None,
-                   title: str) -> bytes:
-    """One explorer view as PNG: the overlay and the image's insertion/deletion curves."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 2.9), gridspec_kw={"width_ratios": [1, 1.3]})
-    show_overlay(left, rgb, smap, title)
-    if curves is None:
-        right.text(0.5, 0.5, "no map for this choice", ha="center", va="center")
-        right.set_axis_off()
-    else:
-        for kind, color in (("insertion", "tab:green"), ("deletion", "tab:purple")):
-            values = np.asarray(curves[kind], dtype=float)
-            right.plot(np.linspace(0, 1, len(values)), values, color=color, label=kind)
-        right.set_xlabel("fraction of pixels inserted / deleted")
-        right.set_ylabel("target class probability")
-        right.set_ylim(0, 1)
-        right.grid(alpha=0.3)
-        right.legend(fontsize=7)
+#: The explorer's views: overlays of at least 224 px at :data:`EXPLORER_DPI`, as PNG-8 with
+#: :data:`EXPLORER_COLOURS` colours, which keeps the default book's explorer page under 2 MB.
+EXPLORER_DPI = 100
+EXPLORER_COLOURS = 128
+
+
+def explorer_image(rgb: np.ndarray, mask: np.ndarray | None, maps: Mapping[str, np.ndarray | None],
+                   curves: Mapping[str, Mapping[str, np.ndarray] | None], title: str) -> bytes:
+    """One explorer view as PNG bytes: the GAP and CA overlays side by side (224 px each, mask
+    outlined) and the image's insertion/deletion curves for both, GAP dashed and CA solid.
+
+    ``maps`` and ``curves`` are keyed by pooling (``"gap"``, ``"ca"``); ``None`` where the pooling
+    has no such map.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(9.2, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    for ax, pooling in zip(axes[:2], ("gap", "ca")):
+        smap = maps.get(pooling)
+        show_overlay(ax, rgb, smap, f"{title} · {pooling.upper()}", mask=mask)
+        if smap is None:
+            ax.text(0.5, 0.5, f"no map\nunder {pooling.upper()}", transform=ax.transAxes, ha="center",
+                    va="center", color="white", fontsize=11)
+    right = axes[2]
+    for pooling in ("gap", "ca"):
+        if curves.get(pooling) is None:
+            continue
+        for kind in ("insertion", "deletion"):
+            values = np.asarray(curves[pooling][kind], dtype=float)
+            right.plot(np.linspace(0, 1, len(values)), values, color=KIND_COLOUR[kind],
+                       label=f"{pooling.upper()} {kind}", **POOLING_STYLE[pooling])
+    right.set_xlabel("fraction of pixels inserted / deleted", fontsize=8)
+    right.set_ylabel("target probability", fontsize=8)
+    right.tick_params(labelsize=8)
+    right.set_ylim(0, 1)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return encode(fig, EXPLORER_DPI, EXPLORER_COLOURS)
 
 
 VERDICT_COLOURS = {"holds": "tab:green", "not significant": "tab:gray", "no: opposite, significant": "tab:red",
@@ -181,9 +238,10 @@ def forest_plot(tests: Sequence[Mapping[str, object]], labels: Mapping[str, str]
     metrics = list(dict.fromkeys(str(t["metric"]) for t in tests))
     rows = {m: [t for t in tests if t["metric"] == m] for m in metrics}
     height = max(len(r) for r in rows.values())
-    cols = min(3, len(metrics))
+    cols = min(2, len(metrics))
     grid_rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(grid_rows, cols, figsize=(11, grid_rows * (1.0 + 0.3 * height)), squeeze=False)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, grid_rows * (1.1 + 0.28 * height) + 0.5),
+                             squeeze=False)
     for ax in axes.ravel()[len(metrics):]:
         ax.set_axis_off()
     for ax, metric in zip(axes.ravel(), metrics):
@@ -192,21 +250,21 @@ def forest_plot(tests: Sequence[Mapping[str, object]], labels: Mapping[str, str]
         ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
         for yi, t in zip(y, group):
             colour = VERDICT_COLOURS.get(str(t["verdict"]), "tab:gray")
-            ax.errorbar(t["diff"], yi, xerr=[[t["diff"] - t["lo"]], [t["hi"] - t["diff"]]], fmt="o", ms=4,
-                        color=colour, capsize=2)
+            ax.errorbar(t["diff"], yi, xerr=[[t["diff"] - t["lo"]], [t["hi"] - t["diff"]]], fmt="o", ms=5,
+                        color=colour, capsize=3)
             if t["paper_diff"] is not None:
-                ax.plot(t["paper_diff"], yi, "x", color="black", ms=6)
+                ax.plot(t["paper_diff"], yi, "x", color="black", ms=7)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y)
-        ax.set_yticklabels([f"{t['backbone']} · {labels.get(str(t['method']), 'accuracy')}" for t in group], fontsize=8)
+        ax.set_yticklabels([f"{t['backbone']} · {labels.get(str(t['method']), 'accuracy')}" for t in group], fontsize=9)
         direction = group[0]["direction"]
-        ax.set_title(f"{metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=9)
-        ax.set_xlabel("CA − GAP (points)", fontsize=8)
-        ax.tick_params(axis="x", labelsize=8)
+        ax.set_title(f"{metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=10)
+        ax.set_xlabel("CA − GAP (points)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
         ax.grid(axis="x", alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
                for v, c in list(VERDICT_COLOURS.items())[:3]]
     handles.append(plt.Line2D([], [], color="black", marker="x", ls="", label="paper (ImageNet)"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

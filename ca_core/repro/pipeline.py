@@ -30,6 +30,11 @@ OUTPUT_DIR = Path("book/generated")
 BOOK_DIR = Path("book")
 
 
+#: The kernel's own log (not the cells' output) shows only critical messages: ipykernel warns on
+#: every start that its loopback TCP transport is unencrypted, and logs the interrupt that ends it.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
 class PipelineError(RuntimeError):
     """A step failed; the message names the notebook and the cell."""
 
@@ -66,9 +71,10 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(  # the cells' output streams to this terminal as it comes
+        papermill.execute_notebook(  # the cells' output streams to this terminal as it comes, once
             str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
-            kernel_name="python3", log_output=True, stdout_file=sys.stdout, stderr_file=sys.stderr,
+            kernel_name="python3", log_output=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except papermill.PapermillExecutionError as err:
         raise PipelineError(failure_message(notebook, output, err)) from None
@@ -134,6 +140,55 @@ def build_book(book_dir: Path = BOOK_DIR) -> float:
     return time.perf_counter() - start
 
 
+def step_keys(profile: str, config: Path = CONFIG_FILE, steps: tuple[str, ...] = STEPS) -> dict[str, str]:
+    """Each step's key: the digest of the profile's settings, the notebook and the source of the
+    ``ca_core`` code it reaches, chained with the previous step's key. The pipeline re-runs a step
+    whose key changed; the book build (``book/_ext/freshness.py``) warns when the executed notebooks'
+    stamps do not match the current keys."""
+    root = Path(config).resolve().parent
+    key, keys = digest(profile, read_config(config)["profiles"][profile]), {}
+    for step in steps:
+        notebook = root / NOTEBOOK_DIR / f"{step}.ipynb"
+        if not notebook.is_file():
+            raise PipelineError(f"notebook not found: {notebook}")
+        keys[step] = key = digest(key, step, notebook, code_digest(*notebook_modules(notebook)))
+    return keys
+
+
+def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None, list[str]]:
+    """The profile of the executed notebooks under ``root/book/generated`` and the steps whose stamp
+    is missing or differs from the current code and settings (:func:`step_keys`)."""
+    stamps = {}
+    for step in steps:
+        path = stamp_path(root / OUTPUT_DIR / f"{step}.ipynb")
+        try:
+            stamps[step] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            stamps[step] = {}
+    profiles = {s.get("profile") for s in stamps.values()} - {None}
+    if len(profiles) != 1:
+        return None, list(steps)
+    profile = profiles.pop()
+    try:
+        keys = step_keys(profile, root / CONFIG_FILE, steps)
+    except (KeyError, ConfigError, PipelineError):
+        return profile, list(steps)
+    return profile, [s for s in steps if stamps[s].get("key") != keys[s]]
+
+
+def git_commit(root: Path) -> str | None:
+    """The commit checked out at ``root``, suffixed ``+changes`` when tracked files differ from it
+    (``None`` outside a git checkout)."""
+    def git(*args: str) -> str | None:
+        result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if commit is None:
+        return None
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def run(
     profile: str, force: bool = False, book: bool = True, config: Path = CONFIG_FILE,
     steps: tuple[str, ...] = STEPS, log=print,
@@ -147,12 +202,9 @@ def run(
     load_profile(profile, config)  # validate everything (and the data paths) before any work
     settings = read_config(config)["profiles"][profile]
     timings = Timings(timings_path(root / "runs" / profile))
-    key = digest(profile, settings)
+    keys = step_keys(profile, config, steps)
     for i, step in enumerate(steps, 1):
-        notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
-        if not notebook.is_file():
-            raise PipelineError(f"notebook not found: {notebook}")
-        key = digest(key, step, notebook, code_digest(*notebook_modules(notebook)))
+        notebook, output, key = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb", keys[step]
         # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
         # user may delete to start over) were both produced for exactly this key.
         if not force and is_up_to_date(output, key) and timings.key(step) == key:
@@ -164,7 +216,7 @@ def run(
         start = time.perf_counter()
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
-        write_json(stamp_path(output), {"key": key, "profile": profile})
+        write_json(stamp_path(output), {"key": key, "profile": profile, "commit": git_commit(root)})
         timings.record(step, seconds, ran=True, key=key)
         log(f"[{i}/{len(steps)}] {step}: done in {seconds:.1f} s -> {output.relative_to(root)}")
     if book:

@@ -26,8 +26,9 @@ from ..models import POOLINGS
 from ..saliency import METHODS, explain
 from ..utils import write_json
 from . import paper
-from .config import Profile
+from .config import CONFIG_FILE, Profile
 from .experiment import eval_split, evaluated_seeds, load_trained, models, settings
+from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
 from .runs import load_predictions, load_results, model_dir
 
 Row = dict[str, Any]
@@ -60,8 +61,9 @@ def _cell(value: Any) -> str:
 
 
 def ci(summary: dict[str, float]) -> str:
-    """``"12.34 [10.10, 14.50]"``: a mean with its 95% interval."""
-    return f"{summary['mean']:.2f} [{summary['lo']:.2f}, {summary['hi']:.2f}]"
+    """``"12.34 [10.10, 14.50]"``: a mean with its 95% interval, the interval held together by a
+    non-breaking space so that a narrow table cell wraps between the mean and the interval only."""
+    return f"{summary['mean']:.2f} [{summary['lo']:.2f},\u00a0{summary['hi']:.2f}]"
 
 
 def paper_backbone(backbone: str) -> str | None:
@@ -237,6 +239,23 @@ def environment() -> list[Row]:
     return [{"Item": k, "Value": v} for k, v in items.items()]
 
 
+def provenance_table(profile: Profile, config: Path = CONFIG_FILE) -> list[Row]:
+    """Per pipeline step: the key of the code and settings it ran with (:func:`pipeline.step_keys`)
+    and the commit it was executed from (the current one for a step still running)."""
+    root = Path(config).resolve().parent
+    current = git_commit(root) or "not a git checkout"
+    rows = []
+    for step, key in step_keys(profile.name, config).items():
+        try:
+            stamp = json.loads(stamp_path(root / OUTPUT_DIR / f"{step}.ipynb").read_text())
+        except (OSError, ValueError):
+            stamp = {}
+        rows.append({"Step": step, "Key (code + settings)": f"`{key[:16]}`",
+                     "Executed from commit": f"`{stamp.get('commit') or current}`",
+                     "Stamp matches": "yes" if stamp.get("key") == key else "running now" if not stamp else "no"})
+    return rows
+
+
 def timings_table(path: Path) -> list[Row]:
     """The measured time of each pipeline step from ``runs/<profile>/timings.json``."""
     if not Path(path).is_file():
@@ -341,8 +360,8 @@ def write_results(profile: Profile) -> Path:
     return path
 
 
-def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 8, n_costly: int = 1,
-                       n_accuracy: int = 200) -> list[Row]:
+def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_costly: int = 1,
+                       n_accuracy: int = 100) -> list[Row]:
     """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
 
     Per backbone x pooling x method, on the first ``n`` test images (``n_costly`` for Score-CAM and

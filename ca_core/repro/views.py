@@ -36,77 +36,86 @@ def samples(profile: Profile, dataset: Dataset, n: int) -> tuple[list[np.ndarray
             [f"#{i} {names[y]}" for i, (_, y, *_) in enumerate(items)])
 
 
-def shown_images(profile: Profile) -> tuple[list[int], list[np.ndarray], list[str]]:
-    """Indices, RGB arrays and titles of the first ``figure_images`` evaluated test images."""
+def shown_images(profile: Profile) -> tuple[list[int], list[np.ndarray], list[np.ndarray | None], list[str]]:
+    """Indices, RGB arrays, masks (``None`` without) and titles of the first ``figure_images``
+    evaluated test images."""
     test = eval_split(profile)
     n = min(profile.eval.figure_images, *(images_for(m, profile.eval, len(test)) for m in profile.eval.methods))
-    rgbs, _, titles = samples(profile, test, n)
-    return list(range(len(rgbs))), rgbs, titles
-
-
-def _label(method: str, pooling: str) -> tuple[str, str]:
-    return paper.METHOD_LABELS[method], pooling
+    rgbs, masks, titles = samples(profile, test, n)
+    return list(range(len(rgbs))), rgbs, masks, titles
 
 
 def mean_curves(profile: Profile, backbone: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Insertion/deletion curves per (method label, pooling) of one backbone."""
-    return {_label(m, p): load_results(profile, backbone, p, m) for b, m, p in settings(profile) if b == backbone}
+    return {(paper.METHOD_LABELS[m], p): load_results(profile, backbone, p, m)
+            for b, m, p in settings(profile) if b == backbone}
 
 
-def saliency_columns(profile: Profile, backbone: str) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], list[str]]:
-    """The qualitative grid of one backbone: images, and per column "method · pooling" their saved maps."""
-    idx, rgbs, titles = shown_images(profile)
-    columns = {}
+def saliency_rows(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray | None],
+                                                             dict[str, dict[str, list[np.ndarray] | None]], list[str]]:
+    """The qualitative grid of one backbone: images, masks, and per method label and pooling the
+    saved maps of the shown images (``None`` where the pooling has no such map), and titles."""
+    idx, rgbs, masks, titles = shown_images(profile)
+    rows: dict[str, dict[str, list[np.ndarray] | None]] = {}
     for b, method, pooling in settings(profile):
         if b == backbone:
             maps = load_results(profile, backbone, pooling, method)["maps"]
-            columns[f"{paper.METHOD_LABELS[method]}\n{pooling.upper()}"] = [maps[i].astype(np.float32) for i in idx]
-    return rgbs, columns, titles
+            row = rows.setdefault(paper.METHOD_LABELS[method], {"gap": None, "ca": None})
+            row[pooling] = [maps[i].astype(np.float32) for i in idx]
+    return rgbs, masks, rows, titles
 
 
 @torch.no_grad()
-def depth_attention(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """Images, every CA block's attention (N, h, w) for them, and the blocks' tap names."""
-    idx, rgbs, _ = shown_images(profile)
+def depth_attention(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str],
+                                                               list[np.ndarray | None]]:
+    """Images, every CA block's attention (N, h, w) for them, the blocks' tap names, and the masks."""
+    idx, rgbs, masks, _ = shown_images(profile)
     model = load_trained(profile, backbone, "ca")
     test = eval_split(profile)
     x = torch.stack([test[i][0] for i in idx]).to(next(model.parameters()).device)
     attentions = [a.cpu().numpy() for a in model.forward_attention(x)]
-    return rgbs, attentions, [f"block {k}\nafter {t}" for k, t in enumerate(model.taps, 1)]
+    return rgbs, attentions, [f"block {k}\n{t}" for k, t in enumerate(model.taps, 1)], masks
 
 
 def explorer_views(profile: Profile) -> tuple[dict[tuple[str, ...], bytes], dict[tuple[str, ...], str], list[str]]:
-    """Pre-rendered explorer images and score captions, keyed (image, backbone, pooling, method).
+    """Pre-rendered explorer views and score captions, keyed (image, backbone, method): each view
+    shows the GAP and the CA map side by side with the image's curves under both.
 
-    Every backbone x pooling x method has a view; raw attention under GAP shows a note instead of
-    a map (it exists only for the stream). CA comes first: the explorer opens on the raw attention.
+    Raw attention exists only for the stream; its GAP panel says so. The explorer opens on the
+    first method of the profile.
     """
     from .figures import explorer_image
 
-    idx, rgbs, titles = shown_images(profile)
+    idx, rgbs, masks, titles = shown_images(profile)
     evaluated = set(settings(profile))
     images, captions = {}, {}
     for backbone in profile.models:
-        for pooling in ("ca", "gap"):
-            for method in profile.eval.methods:
-                res = (load_results(profile, backbone, pooling, method)
-                       if (backbone, method, pooling) in evaluated else None)
-                for i, rgb_i, title in zip(idx, rgbs, titles):
-                    key = (title, backbone, pooling.upper(), paper.METHOD_LABELS[method])
-                    curves = None if res is None else {k: res[f"{k}_curve"][i] for k in ("insertion", "deletion")}
-                    images[key] = explorer_image(rgb_i, None if res is None else res["maps"][i].astype(np.float32),
-                                                 curves, f"{key[3]} · {key[2]}")
-                    captions[key] = _scores_caption(res, i)
-    return images, captions, ["image", "backbone", "pooling", "method"]
+        for method in profile.eval.methods:
+            results = {p: load_results(profile, backbone, p, method) if (backbone, method, p) in evaluated else None
+                       for p in ("gap", "ca")}
+            for i, rgb_i, mask, title in zip(idx, rgbs, masks, titles):
+                key = (title, backbone, paper.METHOD_LABELS[method])
+                maps = {p: None if r is None else r["maps"][i].astype(np.float32) for p, r in results.items()}
+                curves = {p: None if r is None else {k: r[f"{k}_curve"][i] for k in ("insertion", "deletion")}
+                          for p, r in results.items()}
+                images[key] = explorer_image(rgb_i, mask, maps, curves, key[2])
+                captions[key] = scores_caption({p.upper(): None if r is None else {k: float(v[i]) for k, v in r.items()
+                                                                                  if np.ndim(v) == 1}
+                                                for p, r in results.items()})
+    return images, captions, ["image", "backbone", "method"]
 
 
-def _scores_caption(res: dict[str, np.ndarray] | None, i: int) -> str:
-    """HTML with the image's scores (percent) for one map."""
-    if res is None:
-        return "<i>Raw attention exists only for the CA-Stream: choose pooling CA.</i>"
-    keys = [k for k in (*paper.METRICS, "pointing", "energy") if k in res]
-    labels = {**paper.METRIC_LABELS, "pointing": "pointing↑", "energy": "energy↑"}
-    return " · ".join(f"{labels[k]} {100 * float(res[k][i]):.1f}" for k in keys)
+def scores_caption(scores: dict[str, dict[str, float] | None]) -> str:
+    """An HTML table of one image's scores (percent), one row per pooling (``None``: no map)."""
+    labels = {**paper.METRIC_LABELS, "pointing_tol": "pointing (15 px)↑", "energy": "energy↑"}
+    keys = [k for k in labels if any(s and k in s for s in scores.values())]
+    head = "".join(f"<th style='padding:0 .6em'>{labels[k]}</th>" for k in keys)
+    body = "".join(
+        f"<tr><th style='padding:0 .6em'>{pooling}</th>"
+        + ("".join(f"<td style='padding:0 .6em'>{100 * s[k]:.1f}</td>" for k in keys) if s else
+           f"<td colspan='{len(keys)}'><i>no map under {pooling}</i></td>") + "</tr>"
+        for pooling, s in scores.items())
+    return f"<table style='font-size:0.85rem'><tr><th></th>{head}</tr>{body}</table>"
 
 
 @torch.no_grad()

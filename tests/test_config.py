@@ -135,3 +135,13 @@ def test_profile_settings_roundtrip_through_parameters(raw):
     settings = raw["profiles"]["smoke"]
     assert config.from_parameters("smoke", settings) == parse_profile("smoke", settings)
     assert config.from_parameters("smoke", None, CONFIG).train == parse_profile("smoke", settings).train
+
+
+def test_keep_stale_names_training_stages_of_the_profile(raw):
+    settings = copy.deepcopy(raw["profiles"]["smoke"])
+    settings["keep_stale"] = ["resnet_mini/gap", "convnext_mini/ca-seed1"]
+    assert parse_profile("smoke", settings).keep_stale == ["resnet_mini/gap", "convnext_mini/ca-seed1"]
+    for bad in (["resnet_mini/ca-seed7"], ["resnet50/gap"], "resnet_mini/gap"):
+        settings["keep_stale"] = bad
+        with pytest.raises(ConfigError, match=r"profiles.smoke.keep_stale"):
+            parse_profile("smoke", settings)

@@ -1,5 +1,6 @@
 """The papermill runner: parameters reach the notebooks, up-to-date steps are skipped, a change
-re-runs its step and everything after it, failures name the notebook and cell, times are recorded.
+re-runs its step and the steps that read what it remade, failures name the notebook and cell,
+times are recorded.
 
 The runner is exercised on tiny stand-in notebooks (a kernel start each, no torch); the real
 notebooks run end to end in tests/test_book.py (the smoke book).
@@ -73,7 +74,7 @@ def test_runs_skips_and_reruns_what_changed(project):
     notebook(project / "notebooks/02_second.ipynb", WRITE.format(name="02_second") + "\n1 + 1")
     assert ran(run(project)[1]) == ["02_second"]  # only the changed step
     notebook(project / "notebooks/01_first.ipynb", WRITE.format(name="01_first") + "\n2 + 2")
-    assert ran(run(project)[1]) == list(STEPS)  # a change upstream re-runs what follows
+    assert ran(run(project)[1]) == ["01_first"]  # 02 reads nothing 01 makes: not re-run
     assert ran(run(project, force=True)[1]) == list(STEPS)
 
     shutil.rmtree(project / "runs/smoke")  # results deleted: the notebooks that made them re-run
@@ -82,6 +83,24 @@ def test_runs_skips_and_reruns_what_changed(project):
     config = project / "_config.yml"
     config.write_text(config.read_text().replace("seed: 0", "seed: 1", 1))
     assert ran(run(project)[1]) == list(STEPS)  # another profile setting
+
+
+TRAIN = ("import json, pathlib\nstage = pathlib.Path('runs/smoke/train/m/gap')\nstage.mkdir(parents=True, exist_ok=True)\n"
+         "(stage / 'provenance.json').write_text(json.dumps({{'key': '{key}'}}))")
+
+
+def test_a_step_reruns_when_a_run_artefact_it_reads_changes(project, monkeypatch):
+    """02 reads the training stages (as 03_evaluate does), which 01 trains: a stage retrained under
+    another key re-runs 02; a re-run that remakes the same stage does not re-run it."""
+    monkeypatch.setitem(pipeline.READS, "02_second", ("train",))
+    notebook(project / "notebooks/01_first.ipynb", TRAIN.format(key="k1"))
+    assert ran(run(project)[1]) == list(STEPS)
+    assert ran(run(project)[1]) == []  # the stage it wrote is part of its stamp: no spurious re-run
+    notebook(project / "notebooks/01_first.ipynb", TRAIN.format(key="k1") + "\n1 + 1")
+    assert ran(run(project)[1]) == ["01_first"]  # 01 re-ran, made the same stage: 02 reused
+    notebook(project / "notebooks/01_first.ipynb", TRAIN.format(key="k2"))
+    assert ran(run(project)[1]) == list(STEPS)  # the stage was retrained under another key
+    assert ran(run(project)[1]) == []
 
 
 def test_failure_names_notebook_and_cell_and_leaves_no_stamp(project):

@@ -66,7 +66,7 @@ def test_a_code_change_below_training_retrains_its_stages(tmp_path, monkeypatch)
     experiment.train_all(profile, progress=False)
     ckpt = runs.checkpoint_path(profile, "resnet_mini", "ca")
     first = ckpt.stat().st_mtime_ns
-    record = runs.stage_dir(profile, "resnet_mini", "ca") / experiment.PROVENANCE_FILE
+    record = runs.stage_dir(profile, "resnet_mini", "ca") / runs.PROVENANCE_FILE
     key_before = record.read_text()
     experiment.train_all(profile, progress=False)  # unchanged: reused
     assert ckpt.stat().st_mtime_ns == first
@@ -77,6 +77,32 @@ def test_a_code_change_below_training_retrains_its_stages(tmp_path, monkeypatch)
         experiment.train_all(profile, progress=False)
     assert ckpt.stat().st_mtime_ns != 0  # written again
     assert record.read_text() != key_before  # recorded under the new code's key
+
+
+def test_a_stage_kept_stale_on_request_is_kept_and_marked(tmp_path, monkeypatch):
+    """``keep_stale``: after a code change the named stage is kept (not retrained), with a warning;
+    the GAP stage, not named, trains again; the book marks the backbone and lists the stage."""
+    from ca_core.repro import report
+
+    monkeypatch.chdir(tmp_path)
+    profile = _profile(tmp_path)
+    experiment.train_all(profile, progress=False)
+    ca, gap = (runs.checkpoint_path(profile, "resnet_mini", s) for s in ("ca", "gap"))
+    before = ca.read_bytes()
+    os.utime(gap, ns=(0, 0))
+    profile.keep_stale = ["resnet_mini/ca"]
+    real = experiment.code_digest
+    monkeypatch.setattr(experiment, "code_digest", lambda *m: real(*m) + "-changed")
+    with pytest.warns(UserWarning, match="kept, as keep_stale asks"):
+        experiment.train_all(profile, progress=False)
+    assert ca.read_bytes() == before and gap.stat().st_mtime_ns != 0  # kept; the GAP stage retrained
+    assert report.kept_stale(profile) == ["resnet_mini/ca"]
+    assert report.backbone_label(profile, "resnet_mini") == "resnet_mini" + report.STALE_MARK
+    assert "resnet_mini/ca" in report.stale_notice(profile)
+    monkeypatch.setattr(experiment, "code_digest", real)  # the code is back: nothing is stale
+    profile.keep_stale = []
+    experiment.train_all(profile, progress=False)
+    assert report.kept_stale(profile) == [] and report.stale_notice(profile) == ""
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
@@ -97,7 +123,16 @@ def test_pretrained_weights_are_part_of_every_key(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         model = build_model("resnet_mini", "gap", num_classes=4)
-        keys.add(experiment.stage_key(profile, "resnet_mini", cfg, model, None))
+        keys.add(experiment.stage_key(profile, "resnet_mini", "ca", cfg, model, None))
         prints.add(experiment.fingerprint({}, [], experiment.weights_digest(profile, "resnet_mini", model)))
     assert len(keys) == 2 and len(prints) == 2
     assert experiment.weights_digest(_profile(tmp_path), "resnet_mini", model) is None  # trained here: its checkpoint says it
+
+
+def test_two_backbones_trained_alike_have_different_stage_keys(tmp_path):
+    """The backbone and the stage are part of a stage's key, not only its folder's name."""
+    profile = _profile(tmp_path)
+    model = build_model("resnet_mini", "gap", num_classes=4)
+    keys = {experiment.stage_key(profile, b, s, profile.train, model, None)
+            for b in ("resnet_mini", "convnext_mini") for s in ("gap", "ca")}
+    assert len(keys) == 4

@@ -58,6 +58,25 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sets):
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"} <= set(logs[0][0])
 
 
+def test_a_ca_stage_interrupted_mid_schedule_resumes_bit_exact(tmp_path, sets):
+    """Killed after the first of three epochs (before the first lr decay), the CA stage resumes
+    with the stream, optimizer momentum, schedule and data order it had: the same weights."""
+    gap = _gap()
+    whole = build_model(gap, pooling="ca")
+    train(CFG, whole, sets["train"], sets["val"], tmp_path / "whole", stage="ca", progress=False)
+    torch.manual_seed(0)
+    first = build_model(_gap(), pooling="ca")
+    partial = train(CFG, first, sets["train"], sets["val"], tmp_path / "cut", stage="ca", progress=False, until_epoch=1)
+    assert partial["epochs_done"] == 1
+    torch.manual_seed(99)  # a fresh process: another initial token and projections
+    resumed = build_model(_gap(), pooling="ca")
+    train(CFG, resumed, sets["train"], sets["val"], tmp_path / "cut", stage="ca", progress=False)
+    for (name, a), b in zip(whole.stream.state_dict().items(), resumed.stream.state_dict().values()):
+        assert torch.equal(a, b), name
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "cut/log.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([0.1, 0.01, 0.001])
+
+
 def test_ca_stage_trains_only_the_stream_with_the_paper_schedule(tmp_path, sets):
     gap = _gap()
     backbone_before = _state(gap)

@@ -100,6 +100,10 @@ class Profile:
     ``seeds``: the training seeds of the CA stream (each trains one stream on the same GAP backbone,
     so claims can be tested across training runs); the first one is the run's primary model, the
     one that figures and single-seed tables show. Default: the ``train`` section's ``seed``.
+
+    ``keep_stale``: training stages (``"<backbone>/<gap|ca|ca-seed<S>>"``) to keep although the
+    code or settings that made them changed, instead of training them again; the book marks every
+    number that depends on them.
     """
 
     name: str
@@ -110,6 +114,7 @@ class Profile:
     description: str = ""
     pretrained: bool | dict[str, Path] = False
     seeds: list[int] = field(default_factory=lambda: [0])
+    keep_stale: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -244,7 +249,7 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Profiles
 
-PROFILE_KEYS = ("description", "data", "models", "pretrained", "seeds", "train", "eval")
+PROFILE_KEYS = ("description", "data", "models", "pretrained", "seeds", "keep_stale", "train", "eval")
 
 
 def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True, root: Path = Path(".")) -> Profile:
@@ -282,12 +287,24 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         models=models,
         description=check_value(settings.get("description", ""), str, f"{path}.description"),
         pretrained=_pretrained(settings.get("pretrained", False), models, f"{path}.pretrained"),
+        keep_stale=_stages(settings.get("keep_stale", []), models, seeds, f"{path}.keep_stale"),
         settings=dict(settings),
         **sections,
     )
     if check_paths:
         check_data_paths(profile, root)
     return profile
+
+
+def _stages(value: Any, models: list[str], seeds: list[int], path: str) -> list[str]:
+    """Training stage names, each ``"<backbone>/gap"``, ``"<backbone>/ca"`` (the first seed's stream)
+    or ``"<backbone>/ca-seed<S>"`` for one of the profile's models and seeds."""
+    stages = check_value(value, list[str], path)
+    valid = [f"{b}/{s}" for b in models for s in ("gap", "ca", *(f"ca-seed{x}" for x in seeds[1:]))]
+    for stage in stages:
+        if stage not in valid:
+            raise ConfigError(f"{path}: {stage!r} is not a training stage of this profile (one of: {', '.join(valid)})")
+    return stages
 
 
 def _pretrained(value: Any, models: list[str], path: str) -> bool | dict[str, Path]:

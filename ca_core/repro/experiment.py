@@ -23,14 +23,13 @@ from .. import data
 from ..distributed import is_main
 from ..evaluation import evaluate_model, methods_for
 from ..models import POOLINGS, backbone_of, compose
-from ..train import train
+from ..train import checkpoint_file, train
 from ..provenance import code_digest, digest, state_digest
 from ..utils import default_device, seed_everything, write_json
 from .config import FolderData, Mit67Data, Profile
-from .runs import checkpoint_path, checkpoints, eval_dir, model_dir, stage_dir
+from .runs import PROVENANCE_FILE, checkpoint_path, checkpoints, eval_dir, model_dir, stage_dir
 
 SHAPES_ROOT = Path("data/shapes")
-PROVENANCE_FILE = "provenance.json"
 SPLITS = ("train", "val", "test")
 
 
@@ -130,7 +129,8 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
         gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
         model = compose(backbone, stage, profile.data.num_classes, pretrained, gap_checkpoint)
         folder = stage_dir(profile, backbone, stage, seed)
-        prepare_stage(folder, stage_key(profile, backbone, cfg, model, gap_checkpoint))
+        prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, gap_checkpoint),
+                      keep=folder.relative_to(profile.run_dir / "train").as_posix() in profile.keep_stale)
         result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
         rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
     return rows
@@ -154,24 +154,37 @@ def weights_digest(profile: Profile, backbone: str, model: nn.Module) -> str | N
     return state_digest(backbone_of(model).state_dict()) if profile.pretrained_for(backbone) else None
 
 
-def stage_key(profile: Profile, backbone: str, cfg: Any, model: nn.Module, gap_checkpoint: Path | None) -> str:
-    """Identity of a training stage: its settings, the data's, what it starts from (the GAP
-    checkpoint or pretrained weights) and the code of the training loop and all it imports."""
+def stage_key(profile: Profile, backbone: str, stage: str, cfg: Any, model: nn.Module,
+              gap_checkpoint: Path | None) -> str:
+    """Identity of a training stage: the backbone and stage, its settings, the data's, what it
+    starts from (the GAP checkpoint or pretrained weights) and the code of the training loop and
+    all it imports."""
     start = digest(gap_checkpoint) if gap_checkpoint is not None else weights_digest(profile, backbone, model)
-    return digest(dataclasses.asdict(cfg), profile.settings.get("data"), start,
+    return digest(backbone, stage, dataclasses.asdict(cfg), profile.settings.get("data"), start,
                   code_digest("ca_core.train", "ca_core.models", "ca_core.data"))
 
 
-def prepare_stage(folder: Path, key: str) -> None:
+def prepare_stage(folder: Path, key: str, keep: bool = False) -> None:
     """Keep ``folder`` (a finished or resumable stage) only if it was made for ``key``; otherwise
-    warn and delete it, so the stage trains again under the current code and settings."""
+    warn and delete it, so the stage trains again under the current code and settings.
+
+    ``keep`` (the profile's ``keep_stale``): a finished stage made for another key is kept, with a
+    warning, and its record says so (``kept_stale``), so the book can mark what depends on it.
+    """
     record = folder / PROVENANCE_FILE
     if folder.exists():
         try:
-            same = json.loads(record.read_text())["key"] == key
-        except (OSError, ValueError, KeyError):
-            same = False
-        if same:
+            made = json.loads(record.read_text())
+        except (OSError, ValueError):
+            made = {}
+        if made.get("key") == key:
+            if made.pop("kept_stale", None):  # the code is back to what made it
+                write_json(record, made)
+            return
+        if keep and made.get("key") and checkpoint_file(folder).is_file():
+            warnings.warn(f"{folder} was trained by other code or settings: kept, as keep_stale asks; "
+                          "the book marks the numbers that depend on it", stacklevel=2)
+            write_json(record, {**made, "kept_stale": {"current_key": key}})
             return
         warnings.warn(f"{folder} was trained by other code or settings: training it again", stacklevel=2)
         shutil.rmtree(folder)

@@ -142,7 +142,7 @@ def causal_curves(curves: Mapping[tuple[str, str], Mapping[str, np.ndarray]], ti
         ax.set_title(method, fontsize=10)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="center right", title="AUC", title_fontsize=8)
+        ax.legend(fontsize=8, loc="best", title="AUC", title_fontsize=8)
     for ax in axes[-1]:
         ax.set_xlabel("fraction of pixels inserted / deleted", fontsize=9)
     for ax in axes[:, 0]:

@@ -3,10 +3,12 @@
 Executes the notebooks of ``notebooks/`` in order with papermill, injecting the profile's name
 and settings, into ``book/generated/`` (same names); results land in ``runs/<profile>/``. A step
 is skipped when its executed notebook is up to date: a stamp next to it holds the hash of the
-profile's settings, the notebook and the source of the ``ca_core`` code it reaches through its
-imports (:func:`ca_core.provenance.code_digest`), chained with the previous step's hash, so a
-change re-runs the step whose code it touches and every step after it, and none before. Measured step times go to
-``runs/<profile>/timings.json``. Finally ``jupyter-book build book/``.
+profile's settings, the notebook, the source of the ``ca_core`` code it reaches through its
+imports (:func:`ca_core.provenance.code_digest`) and the keys of the run artefacts it reads
+(:data:`READS`: training stages, completed evaluations). A change re-runs the steps whose code it
+touches, and the steps that read an artefact it remade: a change in the figures code re-runs the
+notebooks that draw figures, not the evaluation; a change in the models retrains and re-evaluates.
+Measured step times go to ``runs/<profile>/timings.json``. Finally ``jupyter-book build book/``.
 """
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ from typing import Any
 from ..provenance import code_digest, digest, notebook_modules
 from ..utils import atomic_write, write_json
 from .config import CONFIG_FILE, ConfigError, load_profile, read_config
-from .runs import timings_path
+from .runs import artefacts_digest, timings_path
 
 STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_reproduction")
+#: The run artefacts (:data:`ca_core.repro.runs.ARTEFACTS`) each step reads besides its settings and
+#: code: a step re-runs when their keys changed (a stage retrained under new code), and only then.
+READS = {"02_train": ("train",), "03_evaluate": ("train", "eval"), "04_figures": ("train", "eval"),
+         "05_explorer": ("train", "eval"), "06_reproduction": ("train", "eval")}
 NOTEBOOK_DIR = Path("notebooks")
 OUTPUT_DIR = Path("book/generated")
 BOOK_DIR = Path("book")
@@ -102,6 +108,11 @@ class Timings:
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         self.data.setdefault("steps", {})
 
+    def start(self) -> None:
+        """Record when this pipeline run started (artefacts written since were made by it)."""
+        self.data["started"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(self.path, self.data)
+
     def key(self, step: str) -> str | None:
         """The up-to-date key of the step's results in this run folder (``None``: none recorded)."""
         return self.data["steps"].get(step, {}).get("key")
@@ -141,18 +152,23 @@ def build_book(book_dir: Path = BOOK_DIR) -> float:
 
 
 def step_keys(profile: str, config: Path = CONFIG_FILE, steps: tuple[str, ...] = STEPS) -> dict[str, str]:
-    """Each step's key: the digest of the profile's settings, the notebook and the source of the
-    ``ca_core`` code it reaches, chained with the previous step's key. The pipeline re-runs a step
-    whose key changed; the book build (``book/_ext/freshness.py``) warns when the executed notebooks'
-    stamps do not match the current keys."""
+    """Each step's code key: the digest of the profile's settings, the notebook and the source of
+    the ``ca_core`` code it reaches through its imports. What a step computes also depends on the
+    run artefacts it reads (:data:`READS`), which :func:`run` adds; the book build
+    (``book/_ext/freshness.py``) compares these code keys with the executed notebooks' stamps."""
     root = Path(config).resolve().parent
-    key, keys = digest(profile, read_config(config)["profiles"][profile]), {}
+    settings, keys = read_config(config)["profiles"][profile], {}
     for step in steps:
         notebook = root / NOTEBOOK_DIR / f"{step}.ipynb"
         if not notebook.is_file():
             raise PipelineError(f"notebook not found: {notebook}")
-        keys[step] = key = digest(key, step, notebook, code_digest(*notebook_modules(notebook)))
+        keys[step] = digest(profile, settings, step, notebook, code_digest(*notebook_modules(notebook)))
     return keys
+
+
+def run_key(code_key: str, run_dir: Path, step: str) -> str:
+    """A step's full key: its code key and the keys of the run artefacts it reads."""
+    return digest(code_key, artefacts_digest(run_dir, READS.get(step, ())))
 
 
 def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None, list[str]]:
@@ -173,7 +189,7 @@ def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None,
         keys = step_keys(profile, root / CONFIG_FILE, steps)
     except (KeyError, ConfigError, PipelineError):
         return profile, list(steps)
-    return profile, [s for s in steps if stamps[s].get("key") != keys[s]]
+    return profile, [s for s in steps if stamps[s].get("code_key") != keys[s]]
 
 
 def git_commit(root: Path) -> str | None:
@@ -201,10 +217,13 @@ def run(
     root = Path(config).resolve().parent
     load_profile(profile, config)  # validate everything (and the data paths) before any work
     settings = read_config(config)["profiles"][profile]
-    timings = Timings(timings_path(root / "runs" / profile))
+    run_dir = root / "runs" / profile
+    timings = Timings(timings_path(run_dir))
+    timings.start()
     keys = step_keys(profile, config, steps)
     for i, step in enumerate(steps, 1):
-        notebook, output, key = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb", keys[step]
+        notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
+        key = run_key(keys[step], run_dir, step)
         # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
         # user may delete to start over) were both produced for exactly this key.
         if not force and is_up_to_date(output, key) and timings.key(step) == key:
@@ -216,7 +235,9 @@ def run(
         start = time.perf_counter()
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
-        write_json(stamp_path(output), {"key": key, "profile": profile, "commit": git_commit(root)})
+        key = run_key(keys[step], run_dir, step)  # with what the step itself wrote (a stage it trained)
+        write_json(stamp_path(output), {"key": key, "code_key": keys[step], "profile": profile,
+                                        "commit": git_commit(root)})
         timings.record(step, seconds, ran=True, key=key)
         log(f"[{i}/{len(steps)}] {step}: done in {seconds:.1f} s -> {output.relative_to(root)}")
     if book:

@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, fields, is_dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from . import paper
 from .config import CONFIG_FILE, Profile
 from .experiment import eval_split, evaluated_seeds, load_trained, models, settings
 from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
-from .runs import load_predictions, load_results, model_dir
+from .runs import artefacts, load_predictions, load_results, model_dir, timings_path
 
 Row = dict[str, Any]
 
@@ -79,6 +80,40 @@ def _paper_source(backbone: str) -> str:
     return f"paper ({paper.BACKBONE_LABELS[ref]}, ImageNet)" if ref else "paper"
 
 
+STALE_MARK = " †"
+
+
+def kept_stale(profile: Profile) -> list[str]:
+    """The training stages kept under older code or settings (the profile's ``keep_stale``)."""
+    return [a["path"].removeprefix("train/") for a in artefacts(profile.run_dir, ("train",)) if a["kept_stale"]]
+
+
+def stale_notice(profile: Profile) -> str:
+    """A Markdown warning naming the stages kept under older code, and the mark of the numbers
+    that depend on them; empty when there are none."""
+    kept = kept_stale(profile)
+    if not kept:
+        return ""
+    return (f"**Warning: stale training stages kept on request.** The profile's `keep_stale` kept "
+            f"{', '.join(f'`{k}`' for k in kept)} although the code or settings that made them have changed "
+            f"since. Every row or column of a backbone marked{STALE_MARK} depends on them.")
+
+
+def show_stale_notice(profile: Profile) -> None:
+    """Display :func:`stale_notice` in a notebook, when there is one."""
+    notice = stale_notice(profile)
+    if notice:
+        from IPython.display import Markdown, display
+
+        display(Markdown(notice))
+
+
+def backbone_label(profile: Profile, backbone: str) -> str:
+    """The backbone's name, marked when one of its training stages is a kept stale one."""
+    stale = any(k.split("/")[0] == backbone for k in kept_stale(profile))
+    return backbone + (STALE_MARK if stale else "")
+
+
 def accuracy_table(profile: Profile) -> list[Row]:
     """Top-1 accuracy (%) of GAP and CA per backbone, their paired difference and the paper's."""
     cfg, rows = profile.eval, []
@@ -87,7 +122,7 @@ def accuracy_table(profile: Profile) -> list[Row]:
         test = paired_test(gap, ca, n_boot=cfg.n_boot, seed=cfg.seed)
         ref = paper.ACCURACY.get(paper_backbone(backbone) or "", {})
         rows.append({
-            "Backbone": backbone, "Test images": len(gap),
+            "Backbone": backbone_label(profile, backbone), "Test images": len(gap),
             "GAP": ci(summarize(gap, cfg.n_boot, cfg.seed)), "CA": ci(summarize(ca, cfg.n_boot, cfg.seed)),
             "CA − GAP": ci({"mean": test["diff"], "lo": test["lo"], "hi": test["hi"]}),
             "Paper GAP": ref.get("gap"), "Paper CA": ref.get("ca"),
@@ -101,7 +136,7 @@ def interpretability_table(profile: Profile) -> list[Row]:
     cfg, rows = profile.eval, []
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
-        head = {"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
+        head = {"Backbone": backbone_label(profile, backbone), "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
                 "Source": f"this run ({len(res['label'])} images)"}
         rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
                             for m in paper.METRICS})
@@ -165,7 +200,7 @@ def claim_tests(profile: Profile) -> list[dict[str, Any]]:
 def claims_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -> list[Row]:
     """:func:`claim_tests` (computed unless given) as table rows."""
     return [{
-        "Claim": t["claim"], "Backbone": t["backbone"],
+        "Claim": t["claim"], "Backbone": backbone_label(profile, t["backbone"]),
         "Method": paper.METHOD_LABELS[t["method"]] if t["method"] else "–",
         "CA − GAP (this run)": ci({"mean": t["diff"], "lo": t["lo"], "hi": t["hi"]}),
         "p": f"{t['p']:.3f}", "Detectable": f"{t['detectable']:.2f}",
@@ -182,8 +217,8 @@ def localisation_table(profile: Profile) -> list[Row]:
         res = load_results(profile, backbone, pooling, method)
         if "pointing" not in res:
             return []  # data without masks (ImageNet): no localisation table
-        rows.append({"Backbone": backbone, "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
-                     "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": paper.METHOD_LABELS[method],
+                     "Pooling": pooling.upper(), "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
                      "Pointing, 15 px margin ↑": ci(summarize(res["pointing_tol"], cfg.n_boot, cfg.seed)),
                      "Energy in mask ↑": ci(summarize(res["energy"], cfg.n_boot, cfg.seed))})
     return rows
@@ -252,8 +287,21 @@ def provenance_table(profile: Profile, config: Path = CONFIG_FILE) -> list[Row]:
             stamp = {}
         rows.append({"Step": step, "Key (code + settings)": f"`{key[:16]}`",
                      "Executed from commit": f"`{stamp.get('commit') or current}`",
-                     "Stamp matches": "yes" if stamp.get("key") == key else "running now" if not stamp else "no"})
+                     "Stamp matches": "yes" if stamp.get("code_key") == key else "running now" if not stamp else "no"})
     return rows
+
+
+def artefacts_table(profile: Profile) -> list[Row]:
+    """Every keyed artefact of the run folder (:func:`runs.artefacts`): training stages and completed
+    evaluations, each with its key and whether this pipeline run made it or reused it."""
+    path = timings_path(profile.run_dir)
+    started = json.loads(path.read_text()).get("started") if path.is_file() else None
+    since = datetime.fromisoformat(started).timestamp() if started else float("inf")
+    kinds = {"train": "training stage", "eval": "evaluation (method)"}
+    return [{"Artefact": f"`{a['path']}`", "Kind": kinds[a["kind"]], "Key": f"`{(a['key'] or '–')[:16]}`",
+             "This run": "kept stale (keep_stale)" if a.get("kept_stale") else
+                         ("made" if a["written"] >= since else "reused") if a["done"] else "unfinished"}
+            for a in artefacts(profile.run_dir)]
 
 
 def timings_table(path: Path) -> list[Row]:
@@ -314,7 +362,7 @@ def regime_table(profile: Profile) -> list[Row]:
         t, ok = REGIME_TARGETS, r["ok"]
         mark = lambda passed: "✓" if passed else "✗"  # noqa: E731
         rows.append({
-            "Backbone": r["backbone"], "Images": r["n_images"],
+            "Backbone": backbone_label(profile, r["backbone"]), "Images": r["n_images"],
             f"Grad-CAM pointing ≥ {t['pointing']:.0f}": f"{r['gradcam_pointing']:.1f} {mark(ok['pointing'])}",
             f"− centre ≥ {t['pointing_over_centre']:.0f}":
                 f"{r['gradcam_pointing'] - r['centre_pointing']:.1f} {mark(ok['pointing_over_centre'])}",
@@ -348,6 +396,7 @@ def results_summary(profile: Profile) -> dict[str, Any]:
                             "kind": METHODS[method].kind, "n_images": len(res["label"]),
                             "metrics": {k: summarize(res[k], cfg.n_boot, cfg.seed) for k in SUMMARISED if k in res}})
     return {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
+            "kept_stale": kept_stale(profile),
             "accuracy": accuracy, "results": results, "claims": claim_tests(profile),
             "regime": regime_check(profile), "targets": REGIME_TARGETS}
 
@@ -424,7 +473,7 @@ def verdict_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -
             holds = sum(v == "holds" for v in verdicts)
             opposite = sum(v.startswith("no:") for v in verdicts)
             what = "methods" if len(verdicts) > 1 else "test"
-            row[backbone] = (f"holds for {holds} of {len(verdicts)} {what}" + (f", opposite for {opposite}" if opposite else "")
+            row[backbone_label(profile, backbone)] = (f"holds for {holds} of {len(verdicts)} {what}" + (f", opposite for {opposite}" if opposite else "")
                              if holds or opposite else f"not significant ({len(verdicts)} {what})")
         rows.append(row)
     return rows

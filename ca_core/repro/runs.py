@@ -1,8 +1,10 @@
 """The folder of a run, ``runs/<profile>/``, and what lies where in it.
 
 ``train/<backbone>/<stage>/``: checkpoints and ``log.jsonl`` of :func:`ca_core.train.train`
-(stage ``gap`` then ``ca``); ``eval/<backbone>/<pooling>/``: the files of
-:func:`ca_core.evaluation.evaluate_model`; ``timings.json``: the pipeline's step times.
+(stage ``gap`` then ``ca``) and ``provenance.json``, the key the stage was made for;
+``eval/<backbone>/<pooling>/``: the files of :func:`ca_core.evaluation.evaluate_model`, whose
+``<method>/manifest.json`` holds the key of the last complete evaluation; ``timings.json``: the
+pipeline's step times.
 """
 from __future__ import annotations
 
@@ -12,9 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation import read_predictions, read_results
+from ..evaluation import MANIFEST_FILE, read_predictions, read_results
+from ..provenance import digest
 from ..train import STAGES, checkpoint_file
 from .config import Profile
+
+#: A training stage's record of the key it was made for (:func:`ca_core.repro.experiment.prepare_stage`).
+PROVENANCE_FILE = "provenance.json"
+#: The artefact kinds of a run folder: training stages and completed evaluations.
+ARTEFACTS = {"train": f"train/**/{PROVENANCE_FILE}", "eval": f"eval/**/{MANIFEST_FILE}"}
 
 
 def variant(profile: Profile, pooling: str, seed: int | None = None) -> str:
@@ -80,3 +88,29 @@ def train_logs(profile: Profile) -> dict[str, list[dict[str, Any]]]:
 def timings_path(run_dir: Path) -> Path:
     """``runs/<profile>/timings.json``: the pipeline's measured step times."""
     return Path(run_dir) / "timings.json"
+
+
+def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS)) -> list[dict[str, Any]]:
+    """The keyed artefacts of a run folder, in path order: each training stage (``kind`` "train",
+    ``done`` when its checkpoint exists, ``kept_stale`` when kept under other code on request) and
+    each completed evaluation of a method ("eval"), with the folder relative to ``run_dir``, the key
+    it was made for, and when its newest file was written."""
+    rows = []
+    for kind in kinds:
+        for record in sorted(Path(run_dir).glob(ARTEFACTS[kind])):
+            try:
+                made = json.loads(record.read_text())
+            except (OSError, ValueError):
+                made = {}
+            folder = record.parent
+            files = [f for f in folder.iterdir() if f.is_file() and f.name != MANIFEST_FILE]
+            rows.append({"kind": kind, "path": folder.relative_to(run_dir).as_posix(), "key": made.get("key"),
+                         "done": kind == "eval" or checkpoint_file(folder).is_file(),
+                         "kept_stale": "kept_stale" in made,
+                         "written": max((f.stat().st_mtime for f in files), default=record.stat().st_mtime)})
+    return rows
+
+
+def artefacts_digest(run_dir: Path, kinds: tuple[str, ...]) -> str:
+    """The digest of the keys (and completion) of a run folder's artefacts of ``kinds``."""
+    return digest([(a["kind"], a["path"], a["key"], a["done"]) for a in artefacts(run_dir, kinds)])

@@ -160,3 +160,11 @@ def test_book_build_without_widget_assets_is_a_clear_error(tmp_path: Path) -> No
     (tmp_path / "_config.yml").write_text("title: x\n")
     with pytest.raises(PipelineError, match="embed-amd.js is missing: run `make assets`"):
         pipeline.build_book(tmp_path)
+
+
+def test_a_silent_step_still_shows_it_is_running(project, capsys, monkeypatch):
+    notebook(project / "notebooks/02_second.ipynb", "import time\ntime.sleep(3.5)")
+    monkeypatch.setattr(pipeline.Heartbeat.__init__, "__defaults__", (1.0,))  # every second, not every 12
+    run(project)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "02_second: still running" in line]
+    assert len(lines) >= 2, lines

@@ -16,10 +16,11 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..provenance import code_digest, digest, notebook_modules
 from ..utils import atomic_write, write_json
@@ -71,17 +72,63 @@ def failure_message(notebook: Path, output: Path, err: Exception) -> str:
     return f"{notebook} failed in {where}: {error}\n  executed notebook with the traceback: {output}"
 
 
+class Heartbeat:
+    """Prints a line saying the step is still running whenever its notebook wrote nothing to the
+    terminal for ``every`` seconds (a cell that computes without printing, e.g. a figure or a
+    table), so the terminal never stays silent for long. :meth:`tap` wraps the streams the cells'
+    output goes to."""
+
+    def __init__(self, label: str, every: float = 12.0) -> None:
+        self.label, self.every = label, every
+        self.start = self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def tap(self, stream: TextIO) -> "_Tap":
+        """``stream``, noting the time of every write."""
+        return _Tap(self, stream)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.monotonic() - self.last >= self.every:
+                self.last = time.monotonic()
+                print(f"  {self.label}: still running ({self.last - self.start:.0f} s)", flush=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Tap:
+    """A text stream that passes writes on and tells its :class:`Heartbeat` when."""
+
+    def __init__(self, heartbeat: Heartbeat, stream: TextIO) -> None:
+        self.heartbeat, self.stream = heartbeat, stream
+
+    def write(self, text: str) -> int:
+        self.heartbeat.last = time.monotonic()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def execute(notebook: Path, output: Path, parameters: dict[str, Any], cwd: Path) -> None:
     """Run one notebook with papermill; raise :class:`PipelineError` naming the failing cell."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(  # the cells' output streams to this terminal as it comes, once
-            str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
-            kernel_name="python3", log_output=False, stdout_file=sys.stdout, stderr_file=sys.stderr,
-            extra_arguments=KERNEL_ARGUMENTS,
-        )
+        with Heartbeat(notebook.stem) as beat:  # the cells' output streams here as it comes, once
+            papermill.execute_notebook(
+                str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
+                kernel_name="python3", log_output=False, stdout_file=beat.tap(sys.stdout),
+                stderr_file=beat.tap(sys.stderr), extra_arguments=KERNEL_ARGUMENTS,
+            )
     except papermill.PapermillExecutionError as err:
         raise PipelineError(failure_message(notebook, output, err)) from None
     hide_injected_parameters(output)

@@ -57,7 +57,7 @@ def test_a_fresh_clone_builds_the_committed_report(fresh):
     profile, stale = stale_steps(fresh)
     assert profile is not None
     # the book warns exactly when the committed notebooks do not match the code and settings at hand
-    assert ("ca-stale" in results) == bool(stale) == ("out of date" in output), (stale, output[-2000:])
+    assert ("ca-stale" in results) == bool(stale) == ("book/generated/ is out of date" in output), (stale, output[-2000:])
 
 
 def test_a_change_since_the_run_is_a_plain_warning_on_every_page(fresh):

@@ -43,9 +43,10 @@ def mark(app: Sphinx, doctree: nodes.document) -> None:
         return
     profile, stale = app.ca_stale
     text = (f"The numbers on this page may be out of date: the code or settings of the pipeline steps "
-            f"{', '.join(stale)} have changed since these notebooks were executed (profile {profile}). "
-            f"Run `make book` to regenerate them.")
-    warning = nodes.warning("", nodes.paragraph(text=text), classes=["ca-stale"])
+            f"{', '.join(stale)} have changed since these notebooks were executed (profile {profile}). Run ")
+    paragraph = nodes.paragraph("", "", nodes.Text(text), nodes.literal(text="make book"),
+                                nodes.Text(" to regenerate them."))
+    warning = nodes.warning("", paragraph, classes=["ca-stale"])
     section = next(iter(doctree.findall(nodes.section)), doctree)
     title = next((i for i, child in enumerate(section.children) if isinstance(child, nodes.title)), -1)
     section.insert(title + 1, warning)

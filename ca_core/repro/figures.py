@@ -109,7 +109,8 @@ def saliency_grid(rgbs: Sequence[np.ndarray], masks: Sequence[np.ndarray | None]
                 ax, smaps = axes[r, 2 * i + j], maps.get(pooling)
                 show_overlay(ax, rgb, None if smaps is None else smaps[i], mask=mask)
                 if smaps is None:
-                    ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="white")
+                    ax.text(0.5, 0.5, "none", transform=ax.transAxes, ha="center", va="center", color="white",
+                            bbox={"facecolor": "black", "alpha": 0.6})
     for r, method in enumerate(rows, 1):
         axes[r, 0].set_ylabel(method.replace(" (", "\n("), fontsize=9, rotation=0, ha="right", va="center")
     _colorbar(fig, axes, "saliency (min-max)", location="bottom")
@@ -182,7 +183,8 @@ def encode(fig: Figure, dpi: int = 100, colours: int | None = None) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.open(buf).convert("RGB").quantize(colours, method=Image.Quantize.MEDIANCUT).save(out, "PNG", optimize=True)
+    # octree keeps the rare colours of thin lines (legend and curves) that median cut merges away
+    Image.open(buf).convert("RGB").quantize(colours, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
     return out.getvalue()
 
 
@@ -206,7 +208,7 @@ def explorer_image(rgb: np.ndarray, mask: np.ndarray | None, maps: Mapping[str, 
         show_overlay(ax, rgb, smap, f"{title} · {pooling.upper()}", mask=mask)
         if smap is None:
             ax.text(0.5, 0.5, f"no map\nunder {pooling.upper()}", transform=ax.transAxes, ha="center",
-                    va="center", color="white", fontsize=11)
+                    va="center", color="white", fontsize=11, bbox={"facecolor": "black", "alpha": 0.6})
     right = axes[2]
     for pooling in ("gap", "ca"):
         if curves.get(pooling) is None:

@@ -30,8 +30,9 @@ from .runs import artefacts_digest, timings_path
 STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_reproduction")
 #: The run artefacts (:data:`ca_core.repro.runs.ARTEFACTS`) each step reads besides its settings and
 #: code: a step re-runs when their keys changed (a stage retrained under new code), and only then.
+#: ``"steps"``: the keys of the steps before it (the reproduction page lists them).
 READS = {"02_train": ("train",), "03_evaluate": ("train", "eval"), "04_figures": ("train", "eval"),
-         "05_explorer": ("train", "eval"), "06_reproduction": ("train", "eval")}
+         "05_explorer": ("train", "eval"), "06_reproduction": ("train", "eval", "steps")}
 NOTEBOOK_DIR = Path("notebooks")
 OUTPUT_DIR = Path("book/generated")
 BOOK_DIR = Path("book")
@@ -213,9 +214,12 @@ def step_keys(profile: str, config: Path = CONFIG_FILE, steps: tuple[str, ...] =
     return keys
 
 
-def run_key(code_key: str, run_dir: Path, step: str) -> str:
-    """A step's full key: its code key and the keys of the run artefacts it reads."""
-    return digest(code_key, artefacts_digest(run_dir, READS.get(step, ())))
+def run_key(code_key: str, run_dir: Path, step: str, before: dict[str, str | None]) -> str:
+    """A step's full key: its code key, the keys of the run artefacts it reads and, when it reads
+    them, the keys of the steps ``before`` it."""
+    reads = READS.get(step, ())
+    earlier = [before[s] for s in before] if "steps" in reads else []
+    return digest(code_key, artefacts_digest(run_dir, tuple(k for k in reads if k != "steps")), earlier)
 
 
 def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None, list[str]]:
@@ -267,25 +271,27 @@ def run(
     run_dir = root / "runs" / profile
     timings = Timings(timings_path(run_dir))
     timings.start()
-    keys = step_keys(profile, config, steps)
+    keys, done = step_keys(profile, config, steps), {}
     for i, step in enumerate(steps, 1):
         notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
-        key = run_key(keys[step], run_dir, step)
+        key = run_key(keys[step], run_dir, step, done)
         # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
         # user may delete to start over) were both produced for exactly this key.
         if not force and is_up_to_date(output, key) and timings.key(step) == key:
             log(f"[{i}/{len(steps)}] {step}: up to date, skipped")
             timings.record(step, 0.0, ran=False)
+            done[step] = key
             continue
         log(f"[{i}/{len(steps)}] {step}: running (profile {profile}) ...")
         stamp_path(output).unlink(missing_ok=True)
         start = time.perf_counter()
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
-        key = run_key(keys[step], run_dir, step)  # with what the step itself wrote (a stage it trained)
+        key = run_key(keys[step], run_dir, step, done)  # with what the step itself wrote (a stage it trained)
         write_json(stamp_path(output), {"key": key, "code_key": keys[step], "profile": profile,
                                         "commit": git_commit(root)})
         timings.record(step, seconds, ran=True, key=key)
+        done[step] = key
         log(f"[{i}/{len(steps)}] {step}: done in {seconds:.1f} s -> {output.relative_to(root)}")
     if book:
         log(f"building the book: jupyter-book build {BOOK_DIR}/ ...")

@@ -148,3 +148,16 @@ def test_the_verdict_table_and_forest_plot_open_the_results_page(book):
 def test_the_explorer_page_is_light(book):
     size = (book["html"] / "generated/05_explorer.html").stat().st_size
     assert size < 2_000_000, f"the explorer page weighs {size / 1e6:.2f} MB"
+
+
+def test_the_live_explorer_notebook_opens_on_the_run(book, tmp_path):
+    """``notebooks/explore_live.ipynb``, started from its own folder as Jupyter does, shows the live
+    explorer over the smoke run's trained models."""
+    import papermill
+
+    root = book["html"].parents[2]
+    out = tmp_path / "live.ipynb"
+    papermill.execute_notebook(str(root / "notebooks/explore_live.ipynb"), str(out), parameters={"profile": "smoke"},
+                               cwd=str(root / "notebooks"), kernel_name="python3", progress_bar=False)
+    outputs = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs

@@ -244,8 +244,8 @@ def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None,
 
 
 def git_commit(root: Path) -> str | None:
-    """The commit checked out at ``root``, suffixed ``+changes`` when tracked files differ from it
-    (``None`` outside a git checkout)."""
+    """The commit checked out at ``root``, suffixed ``+changes`` when tracked files other than the
+    pipeline's own outputs (``book/generated/``) differ from it (``None`` outside a git checkout)."""
     def git(*args: str) -> str | None:
         result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
         return result.stdout.strip() if result.returncode == 0 else None
@@ -253,7 +253,8 @@ def git_commit(root: Path) -> str | None:
     commit = git("rev-parse", "--short=12", "HEAD")
     if commit is None:
         return None
-    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{OUTPUT_DIR.as_posix()}")
+    return commit + ("+changes" if changed else "")
 
 
 def run(

@@ -3,7 +3,8 @@
 Under torchrun (``WORLD_SIZE`` > 1 in the environment) :func:`setup` joins the process group
 (NCCL on GPU, gloo on CPU). Evaluation shards images across ranks with :func:`shard_indices` and
 reassembles per-image results in the original order with :func:`gather_per_image`, so every rank
-ends with the same full result as a single process would compute.
+ends with the same full result as a single process would compute. Training splits each global
+batch with :func:`rank_share`, so the ranks together take exactly one process's batches.
 """
 from __future__ import annotations
 
@@ -51,6 +52,22 @@ def shard_indices(n: int, rank: int | None = None, size: int | None = None) -> r
     if not 0 <= rank < size:
         raise ValueError(f"rank {rank} is outside a world of {size} processes")
     return range(rank, n, size)
+
+
+def rank_share(batch: list[int], rank: int | None = None, size: int | None = None) -> list[int]:
+    """This rank's contiguous share of one global batch (defaults: this process).
+
+    Shares differ in length by at most one, and a rank gets an empty share when the batch holds
+    fewer items than there are ranks: nothing is padded or duplicated, so the ranks together see
+    exactly the items one process would.
+    """
+    if rank is None or size is None:
+        rank, size = world()
+    if not 0 <= rank < size:
+        raise ValueError(f"rank {rank} is outside a world of {size} processes")
+    base, extra = divmod(len(batch), size)
+    start = rank * base + min(rank, extra)
+    return batch[start : start + base + (rank < extra)]
 
 
 def gather_per_image(values: torch.Tensor, n: int) -> torch.Tensor:

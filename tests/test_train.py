@@ -14,11 +14,11 @@ import torch
 
 from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
-from ca_core.distributed import gather_per_image, shard_indices
+from ca_core.distributed import gather_per_image, rank_share, shard_indices
 from ca_core.models import read_checkpoint
 from ca_core.evaluation import accuracy, predict
 from ca_core.repro.cli import train_main
-from ca_core.train import TrainConfig, checkpoint_file, train
+from ca_core.train import TrainConfig, checkpoint_file, epoch_batches, train
 
 torch.set_num_threads(1)
 DATA = ShapesConfig(seed=1, image_size=32, num_classes=4, train=64, val=16, test=16)
@@ -160,10 +160,29 @@ def test_shards_partition_the_images():
         shard_indices(10, 3, 3)
 
 
+def test_ranks_share_each_global_batch_without_padding():
+    """Two or three ranks together take exactly one process's batches: nothing padded or repeated,
+    shares differ by at most one item, and a batch smaller than the world leaves a rank empty."""
+    cfg = dataclasses.replace(CFG, batch_size=15)
+    batches = epoch_batches(61, cfg, epoch=1)
+    assert [len(b) for b in batches] == [15, 15, 15, 15, 1]
+    assert sorted(sum(batches, [])) == list(range(61)) and batches != epoch_batches(61, cfg, epoch=2)
+    for size in (2, 3):
+        for batch in batches:
+            shares = [rank_share(batch, r, size) for r in range(size)]
+            assert sum(shares, []) == batch
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert rank_share([7], 1, 2) == []
+    with pytest.raises(ValueError, match="rank 2"):
+        rank_share([1, 2], 2, 2)
+
+
 def _write_profile(path: Path) -> Path:
-    data = {k: list(v) if isinstance(v, tuple) else v for k, v in DATA.__dict__.items()}
+    # 61 images in global batches of 15: shares of 8 and 7 items, and a last batch of one image that
+    # leaves the second of two ranks empty; the torchrun test below must still match one process.
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.replace(DATA, train=61).__dict__.items()}
     profile = {"data": {"kind": "shapes", **data}, "models": ["resnet_mini"],
-               "train": {"epochs": 2, "gap_epochs": 1, "per_model": {"resnet_mini": {"gap_epochs": 2}}, "batch_size": 16,
+               "train": {"epochs": 2, "gap_epochs": 1, "per_model": {"resnet_mini": {"gap_epochs": 2}}, "batch_size": 15,
                          "eval_batch_size": 16}, "eval": {}}
     path.write_text(json.dumps({"profiles": {"tiny": profile}}))  # JSON is YAML
     return path

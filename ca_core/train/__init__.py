@@ -13,11 +13,16 @@ epoch). Calling :func:`train` again with the same ``out_dir`` resumes after the 
 epoch; on CPU the result is bit-identical to an uninterrupted run. The finished model is saved
 with :func:`ca_core.save_model` as ``model.safetensors``.
 
-Under ``torchrun --nproc_per_node N`` the same code trains with DDP and a distributed sampler;
-``batch_size`` is the global batch (each rank takes ``batch_size / N``), so results do not depend
-on the number of processes: exactly so for the CA stage, whose BatchNorm layers are frozen; in the GAP
-stage BatchNorm layers become ``SyncBatchNorm`` on GPUs (on CPU, torch cannot sync them, and each
-process normalises with its own share of the batch).
+Under ``torchrun --nproc_per_node N`` the same code trains with DDP. Every process cuts the same
+seeded permutation into the same global batches of ``batch_size`` (the last one may be short) and
+takes its contiguous share of each (:func:`ca_core.distributed.rank_share`): no item is padded or
+repeated, whatever the data set's size. Each rank's loss is its share's summed cross-entropy times
+``N / len(global batch)``, so DDP's gradient average is the global batch's mean, as in one process;
+a rank whose share is empty (a last batch smaller than ``N``) runs one stand-in item with weight 0
+to take part in the gradient exchange. Results therefore do not depend on the number of
+processes: exactly so for the CA stage, whose BatchNorm layers are frozen; in the GAP stage
+BatchNorm layers become ``SyncBatchNorm`` on GPUs (on CPU, torch cannot sync them, and each process
+normalises with its own share of the batch).
 """
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import distributed
@@ -58,7 +63,7 @@ class TrainConfig:
         gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
         per_model: settings of particular backbones, e.g. ``{convnext_mini: {gap_epochs: 5, lr: 0.003}}``
             (architectures need different amounts of training or step sizes); see :meth:`for_backbone`.
-        batch_size: global batch size (split evenly across DDP processes).
+        batch_size: global batch size (each DDP process takes its contiguous share of every batch).
         eval_batch_size: batch size of the per-epoch validation.
         num_workers: DataLoader worker processes (0 loads in the training process).
         precision: ``"fp32"``, ``"bf16"`` (autocast to bfloat16, CPU or GPU) or ``"fp16"`` (CUDA only:
@@ -188,13 +193,27 @@ def write_state(out_dir: Path, state: dict[str, Any]) -> None:
 # Training
 
 
-def _loader(dataset: Dataset, cfg: TrainConfig, epoch: int, device: torch.device) -> DataLoader:
-    """This rank's shuffled batches for ``epoch`` (the order depends only on seed and epoch)."""
+def epoch_batches(n: int, cfg: TrainConfig, epoch: int) -> list[list[int]]:
+    """The global batches of ``epoch``: a permutation of ``range(n)`` seeded by ``cfg.seed + epoch``,
+    cut into pieces of ``cfg.batch_size`` (the last one may be shorter)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+    return [order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+
+
+def _loader(dataset: Dataset, cfg: TrainConfig, epoch: int, device: torch.device) -> tuple[DataLoader, list[float]]:
+    """This rank's share of each global batch of ``epoch``, and each share's loss weight.
+
+    The weight is ``world size / len(global batch)`` (0 for the stand-in item of an empty share),
+    so the ranks' weighted loss sums average to the global batch's mean loss.
+    """
     rank, size = distributed.world()
-    sampler = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True, seed=cfg.seed)
-    sampler.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=cfg.batch_size // size, sampler=sampler, num_workers=cfg.num_workers,
-                      generator=torch.Generator().manual_seed(cfg.seed + epoch), pin_memory=device.type == "cuda")
+    shares, weights = [], []
+    for batch in epoch_batches(len(dataset), cfg, epoch):
+        share = distributed.rank_share(batch, rank, size)
+        shares.append(share or batch[:1])
+        weights.append(size / len(batch) if share else 0.0)
+    loader = DataLoader(dataset, batch_sampler=shares, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    return loader, weights
 
 
 def _result(stage: str, epochs: int, log: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,8 +255,6 @@ def train(
     check_dataset_labels(val_set, classes, "validation")
     device = distributed.setup()
     rank, size = distributed.world()
-    if cfg.batch_size % size:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {size} processes")
     out_dir = Path(out_dir)
     epochs = cfg.epochs_of(stage)
     seed_everything(cfg.seed)
@@ -247,7 +264,7 @@ def train(
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
     part = trainable_module(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = make_optimizer(cfg, stage, params, len(_loader(train_set, cfg, 0, device)))
+    opt, sched = make_optimizer(cfg, stage, params, -(-len(train_set) // cfg.batch_size))
     check_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
     state = read_state(out_dir, cfg, stage)
@@ -265,19 +282,20 @@ def train(
         start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
         net.train()
         sums = torch.zeros(3, device=device)  # loss sum, correct, images
-        loader = _loader(train_set, cfg, epoch, device)
-        batches = progress_bar(batches_on(loader, device, classes), desc=f"{stage} {epoch + 1}/{epochs}",
+        loader, weights = _loader(train_set, cfg, epoch, device)
+        batches = progress_bar(zip(batches_on(loader, device, classes), weights), desc=f"{stage} {epoch + 1}/{epochs}",
                                total=len(loader), disable=not (progress and rank == 0), leave=False)
-        for images, labels, _ in batches:
+        for (images, labels, _), weight in batches:
             with autocast(device, cfg.precision):
                 logits = net(images)
-                loss = F.cross_entropy(logits.float(), labels)
+                loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum")
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            scaler.scale(loss_sum * weight).backward()
             scaler.step(opt)
             scaler.update()
             sched.step()
-            sums += torch.stack([loss.detach() * len(labels), (logits.argmax(1) == labels).sum(), torch.tensor(len(labels), device=device)])
+            real = float(weight > 0)  # a stand-in item counts nowhere
+            sums += real * torch.stack([loss_sum.detach(), (logits.argmax(1) == labels).sum(), torch.tensor(len(labels), device=device)])
         loss_sum, correct, seen = distributed.all_sum(sums).tolist()
         val = predict(model, val_set, cfg.eval_batch_size, cfg.num_workers, precision=cfg.precision)
         log.append({"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,

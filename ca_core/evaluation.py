@@ -7,9 +7,9 @@ on a test set and, for each saliency method, maps and every metric of
 confidence intervals and GAP and CA can be compared with paired tests on the same images. They are
 written into one folder per model:
 
-* ``predictions.npz``: label, prediction and correctness on the test split;
+* ``predictions.npz``: label, prediction and (with ``targets="label"``) correctness on the test split;
 * ``<method>/part-NNNNN.npz``: for each chunk of ``chunk_size`` test images, the image indices,
-  labels, every metric (including the insertion/deletion curves) and the saliency maps at the
+  labels, the explained classes (``target``), every metric (including the insertion/deletion curves) and the saliency maps at the
   target layer's resolution (float16);
 * ``<method>/manifest.json``: the key and the chunks of the last completed evaluation, the only
   ones :func:`read_results` returns.
@@ -40,6 +40,8 @@ from .utils import atomic_write, autocast, check_labels, check_precision, progre
 
 PREDICTIONS_FILE = "predictions.npz"
 MANIFEST_FILE = "manifest.json"
+#: What a map explains: the ground-truth label, or the model's prediction (see :class:`EvalConfig`).
+TARGETS = ("label", "predicted")
 
 
 @dataclass
@@ -66,6 +68,9 @@ class EvalConfig:
             reported numbers), ``"bf16"``, or ``"fp16"`` (CUDA).
         extra_seed_methods: the methods evaluated on the CA streams of a run's other training seeds
             (``None``: all); e.g. the paper's CAMs only, which its claims are about.
+        targets: the class each map explains and each metric scores: ``"label"`` (the ground truth,
+            as in the paper) or ``"predicted"`` (the model's own prediction: for data whose classes
+            are not the model's, e.g. MIT 67 images shown to ImageNet models; no accuracy then).
     """
 
     methods: tuple[str, ...] = ("attention", "gradcam", "gradcampp", "scorecam")
@@ -81,9 +86,12 @@ class EvalConfig:
     figure_images: int = 6
     precision: str = "fp32"
     extra_seed_methods: tuple[str, ...] | None = None
+    targets: str = "label"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets: expected one of {', '.join(map(repr, TARGETS))}, got {self.targets!r}")
         for method in self.methods:
             if method not in METHODS:
                 raise ValueError(f"methods: unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -147,8 +155,11 @@ def batches_on(loader: Iterable, device: torch.device, num_classes: int | None =
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0,
-            precision: str = "fp32", progress: bool = False) -> dict[str, torch.Tensor]:
+            precision: str = "fp32", progress: bool = False, labelled: bool = True) -> dict[str, torch.Tensor]:
     """Per-image ``label``, ``pred``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
+
+    ``labelled=False``: the data's labels are not the model's classes (another data set's images):
+    they are kept as given but not checked against the classifier, and ``loss``/``correct`` are left out.
 
     Under DDP each rank predicts its shard (:func:`ca_core.distributed.shard_indices`) and every
     rank receives all images' results (:func:`ca_core.distributed.gather_per_image`). ``precision``:
@@ -161,17 +172,20 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
     preds, losses, labels = [], [], []
     with autocast(device, precision):
-        for images, target, _ in progress_bar(batches_on(loader, device, num_classes_of(model)), desc="predict",
-                                      total=len(loader), disable=not progress, leave=False):
+        batches = batches_on(loader, device, num_classes_of(model) if labelled else None)
+        for images, target, _ in progress_bar(batches, desc="predict", total=len(loader), disable=not progress, leave=False):
             logits = model(images).float()
             preds.append(logits.argmax(1))
-            losses.append(F.cross_entropy(logits, target, reduction="none"))
+            if labelled:
+                losses.append(F.cross_entropy(logits, target, reduction="none"))
             labels.append(target)
     model.train(was_training)
     empty = torch.empty(0, device=device)
     pred = torch.cat(preds) if preds else empty.long()
     label = torch.cat(labels) if labels else empty.long()
-    out = {"label": label, "pred": pred, "loss": torch.cat(losses) if losses else empty, "correct": pred == label}
+    out = {"label": label, "pred": pred}
+    if labelled:
+        out |= {"loss": torch.cat(losses) if losses else empty, "correct": pred == label}
     return {k: distributed.gather_per_image(v, len(dataset)) for k, v in out.items()}
 
 
@@ -238,16 +252,29 @@ def read_results(folder: Path) -> dict[str, np.ndarray]:
 
 
 def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: range,
-                      cfg: EvalConfig, device: torch.device) -> dict[str, np.ndarray]:
-    """Saliency maps and every per-image metric for ``dataset[indices]`` (ground-truth targets)."""
+                      cfg: EvalConfig, device: torch.device, predictions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Saliency maps and every per-image metric for ``dataset[indices]``.
+
+    The explained class is the label, or with ``cfg.targets == "predicted"`` the model's prediction,
+    taken from ``predictions`` (one per image of ``dataset``).
+    """
+    if cfg.targets == "predicted" and predictions is None:
+        raise ValueError("targets='predicted' needs the model's predictions of the whole dataset")
     parts: list[dict[str, np.ndarray]] = []
     loader = DataLoader(Subset(dataset, list(indices)), batch_size=cfg.batch_size, shuffle=False)
+    start = indices.start
     for images, labels, masks in batches_on(loader, device):
-        maps = explain(model, images, method, targets=labels, **method_options(method, cfg))
-        values = evaluate_maps(model, images, maps, labels, protocol=cfg.protocol,
+        if cfg.targets == "predicted":
+            targets = torch.as_tensor(predictions[start : start + len(labels)], device=device).long()
+        else:
+            targets = labels
+        start += len(labels)
+        maps = explain(model, images, method, targets=targets, **method_options(method, cfg))
+        values = evaluate_maps(model, images, maps, targets, protocol=cfg.protocol,
                                batch_size=cfg.batch_size, masks=masks, precision=cfg.precision)
         part = {k: v.detach().cpu().numpy() for k, v in values.items()}
-        part.update(maps=maps.detach().cpu().numpy().astype(np.float16), label=labels.cpu().numpy())
+        part.update(maps=maps.detach().cpu().numpy().astype(np.float16), label=labels.cpu().numpy(),
+                    target=targets.cpu().numpy())
         parts.append(part)
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     out["index"] = np.asarray(indices)
@@ -270,10 +297,13 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     device = next(model.parameters()).device
     rank, size = distributed.world()
     model.eval()
-    if read_npz(out_dir / PREDICTIONS_FILE, key) is None:
-        pred = predict(model, dataset, cfg.batch_size, precision=cfg.precision, progress=progress)
-        arrays = {"label": pred["label"].cpu().numpy(), "pred": pred["pred"].cpu().numpy(),
-                  "correct": pred["correct"].cpu().numpy().astype(np.float32)}
+    arrays = read_npz(out_dir / PREDICTIONS_FILE, key)
+    if arrays is None:
+        pred = predict(model, dataset, cfg.batch_size, precision=cfg.precision, progress=progress,
+                       labelled=cfg.targets == "label")
+        arrays = {"label": pred["label"].cpu().numpy(), "pred": pred["pred"].cpu().numpy()}
+        if "correct" in pred:
+            arrays["correct"] = pred["correct"].cpu().numpy().astype(np.float32)
         if rank == 0:
             save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
     jobs = [(m, i, range(s, min(s + cfg.chunk_size, n)))
@@ -284,7 +314,7 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     for method, i, chunk in progress_bar(mine, desc=f"{label} saliency+metrics", disable=not (progress and rank == 0)):
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
-            save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device), key)
+            save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device, arrays["pred"]), key)
     distributed.barrier()
     if rank == 0:  # what read_results returns: these chunks of this key only
         for method in dict.fromkeys(m for m, _, _ in jobs):

@@ -32,7 +32,7 @@ def write(tmp_path: Path, data: dict) -> Path:
 
 def test_every_profile_validates_into_the_section_dataclasses():
     profiles = load_all(CONFIG)
-    assert set(profiles) == {"smoke", "default", "imagenet"}
+    assert set(profiles) == {"smoke", "default", "imagenet", "mit67"}
     for p in profiles.values():
         assert isinstance(p.train, TrainConfig) and isinstance(p.eval, EvalConfig) and p.models
     assert isinstance(profiles["smoke"].data, ShapesConfig)
@@ -40,6 +40,10 @@ def test_every_profile_validates_into_the_section_dataclasses():
     imagenet = profiles["imagenet"]
     assert imagenet.data_kind == "folders" and imagenet.pretrained
     assert imagenet.models == ["resnet50", "convnext_base"] and imagenet.data.image_size == 224
+    mit67 = profiles["mit67"]  # the paper's Fig. 3: the ImageNet models on MIT 67 scenes
+    assert mit67.models_from == "imagenet" and mit67.data_kind == "mit67" and mit67.num_classes == 1000
+    assert mit67.train == imagenet.train and mit67.pretrained and not mit67.labelled
+    assert mit67.train_run_dir == imagenet.run_dir and mit67.run_dir != imagenet.run_dir
 
 
 def test_smoke_is_smaller_than_default():

@@ -1,7 +1,10 @@
 """A user's own data: class folders for training and validation (no list file, no masks) and a
-local weights file as the backbone's pretrained weights, through every notebook and the book."""
+local weights file as the backbone's pretrained weights, through every notebook and the book; and
+a profile that shows another profile's trained models on images of other classes (``models_from``,
+the paper's MIT 67 figure)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,11 +16,13 @@ import yaml
 from PIL import Image
 
 from ca_core import build_model, save_model
-from ca_core.repro import pipeline
+from ca_core.evaluation import read_predictions, read_results
+from ca_core.repro import experiment, pipeline
 from ca_core.repro.config import ConfigError, load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("circle", "square", "stripes")
+SCENES = ("corridor", "greenhouse", "poolinside", "winecellar")  # four classes: more than the models have
 
 
 def draw(kind: str, rng: np.random.Generator) -> Image.Image:
@@ -51,6 +56,12 @@ def write_layouts(root: Path) -> dict[str, dict]:
             shutil.copy(root / f"images/val/{kind}/{i}.png", root / f"mit67/Images/{kind}/t{i}.png")
     (root / "mit67/TrainImages.txt").write_text("".join(f"{k}/{i}.png\n" for k in CLASSES for i in range(8)))
     (root / "mit67/TestImages.txt").write_text("".join(f"{k}/t{i}.png\n" for k in CLASSES for i in range(4)))
+    for i, scene in enumerate(SCENES):  # an MIT-67-shaped set of other classes
+        (root / "scenes/Images" / scene).mkdir(parents=True)
+        for j in range(3):
+            draw(CLASSES[(i + j) % 3], rng).save(root / f"scenes/Images/{scene}/{j}.png")
+    (root / "scenes/TrainImages.txt").write_text("".join(f"{s}/0.png\n" for s in SCENES))
+    (root / "scenes/TestImages.txt").write_text("".join(f"{s}/{j}.png\n" for s in SCENES for j in (1, 2)))
     size = {"num_classes": 3, "image_size": 32, "resize": 36}
     return {"folders": {"kind": "folders", "train_root": "images/train", "val_root": "images/val", **size},
             "list": {"kind": "folders", "train_root": "images/train", "val_root": "images/val",
@@ -71,6 +82,13 @@ def project(tmp_path_factory) -> Path:
         "eval": {"methods": ["attention", "gradcam", "random", "centre"], "num_images": 4, "batch_size": 4,
                  "chunk_size": 4, "n_boot": 50, "figure_images": 2},
     } for name, data in layouts.items()}
+    profiles["scenes"] = {
+        "description": "the folders profile's models on scenes of other classes", "models_from": "folders",
+        "data": {"kind": "mit67", "root": "scenes", "num_classes": 4, "image_size": 32, "resize": 36},
+        "models": ["resnet_mini"],
+        "eval": {"methods": ["attention", "gradcam", "centre"], "targets": "predicted", "num_images": 8,
+                 "batch_size": 4, "chunk_size": 4, "n_boot": 50, "figure_images": 2},
+    }
     (root / "_config.yml").write_text(yaml.safe_dump({"profiles": profiles}))
     shutil.copytree(REPO / "notebooks", root / "notebooks")
     shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("_build", "generated", "_assets"))
@@ -114,3 +132,54 @@ def test_mistakes_in_own_data_are_clear_errors(project, tmp_path):
         load(pretrained={"resnet_mini": "missing.safetensors"})
     with pytest.raises(ConfigError, match=r"profiles\.own\.data\.root: path 'nowhere' does not exist"):
         load(data={"kind": "mit67", "root": "nowhere"})
+
+
+def test_a_profile_shows_another_profiles_models_on_images_of_other_classes(project):
+    """``models_from``: no training; the maps explain each model's prediction (the scenes' labels
+    0-3 do not fit the 3-class models); no accuracy; every notebook runs and says so."""
+    config = project / "_config.yml"
+    with pytest.raises(FileNotFoundError, match=r"train them first \(python -m ca_core.pipeline --profile never-trained\)"):
+        experiment.train_all(dataclasses.replace(load_profile("scenes", config, check_paths=False), models_from="never-trained"))
+    pipeline.run("folders", config=config, book=False, log=lambda _: None)  # the models (reused if made above)
+    timings = pipeline.run("scenes", config=config, book=False, log=lambda _: None)
+    assert set(timings["steps"]) >= {"02_train", "06_reproduction"}
+    assert not (project / "runs/scenes/train").exists()
+    results = json.loads((project / "runs/scenes/results.json").read_text())
+    assert results["accuracy"] == [] and results["settings"]["models_from"] == "folders"
+    assert results["claims"] and all(c["metric"] != "accuracy" for c in results["claims"])  # the maps' claims only
+    assert {r["method"] for r in results["results"]} == {"attention", "gradcam", "centre"}
+    folder = project / "runs/scenes/eval/resnet_mini/ca"
+    pred = read_predictions(folder)
+    assert "correct" not in pred and pred["label"].max() == 3 and pred["pred"].max() < 3
+    res = read_results(folder / "gradcam")
+    assert np.array_equal(res["target"], pred["pred"][res["index"]]) and len(res["index"]) == 8
+    for step in ("02_train", "03_evaluate"):
+        assert "Models of profile `folders`" in (project / f"book/generated/{step}.ipynb").read_text()
+
+
+def test_mistakes_in_models_from_are_clear_errors(project, tmp_path):
+    profiles = yaml.safe_load((project / "_config.yml").read_text())["profiles"]
+    source = {**profiles["folders"], "data": {**profiles["folders"]["data"], "train_root": str(project / "images/train"),
+                                              "val_root": str(project / "images/val")},
+              "pretrained": {"resnet_mini": str(project / "weights.safetensors")}}
+    scenes = {**profiles["scenes"], "data": {**profiles["scenes"]["data"], "root": str(project / "scenes")}}
+
+    def load(**changes) -> None:
+        (tmp_path / "_config.yml").write_text(yaml.safe_dump({"profiles": {"folders": source, "own": {**scenes, **changes}}}))
+        load_profile("own", tmp_path / "_config.yml")
+
+    load()  # as written, valid
+    with pytest.raises(ConfigError, match=r"profiles\.own\.models_from: expected another profile of the config \(folders\), got 'imagenet'"):
+        load(models_from="imagenet")
+    with pytest.raises(ConfigError, match=r"profiles\.own\.models_from: expected another profile .* got 'own'"):
+        load(models_from="own")
+    with pytest.raises(ConfigError, match=r"profiles\.own\.train: comes from profiles\.folders \(models_from\)"):
+        load(train={"epochs": 2})
+    with pytest.raises(ConfigError, match=r"profiles\.own\.seeds: comes from profiles\.folders"):
+        load(seeds=[0, 1])
+    with pytest.raises(ConfigError, match=r"profiles\.own\.models: 'convnext_mini' is not trained by profiles\.folders"):
+        load(models=["convnext_mini"])
+    with pytest.raises(ConfigError, match=r"profiles\.own\.eval\.targets: the data's 4 classes are not the 3 classes"):
+        load(eval={**scenes["eval"], "targets": "label"})
+    with pytest.raises(ConfigError, match=r"profiles\.own\.eval\.targets: expected one of 'label', 'predicted'"):
+        load(eval={**scenes["eval"], "targets": "guess"})

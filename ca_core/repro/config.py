@@ -5,7 +5,8 @@ section maps 1:1 onto a dataclass owned by the module that uses it: ``data`` ont
 :class:`ca_core.data.ShapesConfig` (``kind: shapes``) or :class:`FolderData` (``kind: folders``),
 ``train`` onto :class:`ca_core.train.TrainConfig`, ``eval`` onto
 :class:`ca_core.evaluation.EvalConfig`; ``models`` lists the timm backbones. :class:`Profile` is
-the typed result.
+the typed result. A profile with ``models_from: <other profile>`` trains nothing: it shows that
+profile's trained models on its own data (and takes its ``train``, ``seeds`` and ``pretrained``).
 
 Validation is generic over those dataclasses (their field names and type hints are the schema), so
 a new field needs no change here. Every error names the key path, e.g.
@@ -104,6 +105,10 @@ class Profile:
     ``keep_stale``: training stages (``"<backbone>/<gap|ca|ca-seed<S>>"``) to keep although the
     code or settings that made them changed, instead of training them again; the book marks every
     number that depends on them.
+
+    ``models_from``: the profile whose trained models this one evaluates on its own data, training
+    nothing (the paper's MIT 67 figure: ImageNet-trained streams on unseen scenes). Its ``train``,
+    ``seeds`` and ``pretrained`` are that profile's; ``model_classes`` is its classifier's width.
     """
 
     name: str
@@ -115,12 +120,29 @@ class Profile:
     pretrained: bool | dict[str, Path] = False
     seeds: list[int] = field(default_factory=lambda: [0])
     keep_stale: list[str] = field(default_factory=list)
+    models_from: str | None = None
+    model_classes: int | None = None
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def run_dir(self) -> Path:
         """Where this profile's results land: ``runs/<profile>``."""
         return Path("runs") / self.name
+
+    @property
+    def train_run_dir(self) -> Path:
+        """The run folder holding the trained models: this profile's, or that of ``models_from``."""
+        return Path("runs") / (self.models_from or self.name)
+
+    @property
+    def num_classes(self) -> int:
+        """Width of the models' classifier (the data's classes, unless the models come from another profile)."""
+        return self.model_classes or self.data.num_classes
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the data's labels are the models' classes, so that accuracy means something."""
+        return self.eval.targets == "label"
 
     def pretrained_for(self, backbone: str) -> bool | Path:
         """A backbone's starting weights: ``True`` (timm's, from the hub), a local weights file, or
@@ -249,18 +271,27 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Profiles
 
-PROFILE_KEYS = ("description", "data", "models", "pretrained", "seeds", "keep_stale", "train", "eval")
+PROFILE_KEYS = ("description", "data", "models", "models_from", "pretrained", "seeds", "keep_stale", "train", "eval")
+#: What a profile with ``models_from`` takes from that profile, and so may not set itself.
+INHERITED_KEYS = ("train", "seeds", "pretrained", "keep_stale")
 
 
-def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True, root: Path = Path(".")) -> Profile:
+def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True, root: Path = Path("."),
+                  profiles: Mapping[str, Any] | None = None) -> Profile:
     """Validate one profile's settings (the mapping under ``profiles.<name>``); relative paths are
-    relative to ``root``, the project folder (that of ``_config.yml``), where the notebooks run."""
+    relative to ``root``, the project folder (that of ``_config.yml``), where the notebooks run.
+
+    ``profiles``: every profile's settings, to resolve ``models_from`` (default: read from
+    ``root/_config.yml`` when needed).
+    """
     path = f"profiles.{name}"
     if not isinstance(settings, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections, got {settings!r}")
     for key in settings:
         if key not in PROFILE_KEYS:
             raise _unknown_key(path, key, list(PROFILE_KEYS))
+    if "models_from" in settings:
+        return _evaluating_profile(name, settings, check_paths, root, profiles)
     missing = [k for k in ("data", "models", "train", "eval") if k not in settings]
     if missing:
         raise ConfigError(f"{path}: missing section(s) {', '.join(missing)}")
@@ -291,6 +322,39 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         settings=dict(settings),
         **sections,
     )
+    if check_paths:
+        check_data_paths(profile, root)
+    return profile
+
+
+def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: bool, root: Path,
+                        profiles: Mapping[str, Any] | None) -> Profile:
+    """A profile with ``models_from``: the other profile's trained models on this profile's data."""
+    path = f"profiles.{name}"
+    source_name = check_value(settings["models_from"], str, f"{path}.models_from")
+    given = [k for k in INHERITED_KEYS if k in settings]
+    if given:
+        raise ConfigError(f"{path}.{given[0]}: comes from profiles.{source_name} (models_from); remove it here")
+    if profiles is None:
+        profiles = read_config(root / CONFIG_FILE)["profiles"]
+    if source_name == name or source_name not in profiles:
+        known = ", ".join(p for p in profiles if p != name)
+        raise ConfigError(f"{path}.models_from: expected another profile of the config ({known}), got {source_name!r}")
+    if "models_from" in profiles[source_name]:
+        raise ConfigError(f"{path}.models_from: profiles.{source_name} trains no models of its own (it has models_from too)")
+    source = parse_profile(source_name, profiles[source_name], check_paths=False, root=root, profiles=profiles)
+    own = {k: v for k, v in settings.items() if k != "models_from"} | {"train": {}}  # the source's, set below
+    profile = parse_profile(name, own, check_paths=False, root=root, profiles=profiles)
+    outside = [m for m in profile.models if m not in source.models]
+    if outside:
+        raise ConfigError(f"{path}.models: {outside[0]!r} is not trained by profiles.{source_name} "
+                          f"(its models: {', '.join(source.models)})")
+    if profile.eval.targets == "label" and profile.data.num_classes != source.data.num_classes:
+        raise ConfigError(f"{path}.eval.targets: the data's {profile.data.num_classes} classes are not the "
+                          f"{source.data.num_classes} classes of profiles.{source_name}'s models; set targets: predicted")
+    profile = dataclasses.replace(profile, train=source.train, seeds=source.seeds, pretrained=source.pretrained,
+                                  keep_stale=source.keep_stale, models_from=source_name, model_classes=source.data.num_classes,
+                                  settings=dict(settings))
     if check_paths:
         check_data_paths(profile, root)
     return profile
@@ -390,14 +454,17 @@ def load_profile(name: str, path: str | Path = CONFIG_FILE, check_paths: bool = 
     profiles = read_config(path)["profiles"]
     if name not in profiles:
         raise ConfigError(f"profiles.{name}: no such profile in {path}; known: {', '.join(profiles)}")
-    return parse_profile(name, profiles[name], check_paths=check_paths, root=Path(path).parent)
+    return parse_profile(name, profiles[name], check_paths=check_paths, root=Path(path).parent, profiles=profiles)
 
 
 def from_parameters(name: str, settings: Mapping[str, Any] | None, path: str | Path = CONFIG_FILE) -> Profile:
     """The profile of a notebook's parameters: ``settings`` injected by the pipeline, else read from ``path``."""
-    return parse_profile(name, settings) if settings is not None else load_profile(name, path)
+    if settings is None:
+        return load_profile(name, path)
+    return parse_profile(name, settings, root=Path(path).parent)
 
 
 def load_all(path: str | Path = CONFIG_FILE, check_paths: bool = False) -> dict[str, Profile]:
     """Every profile of ``path``, validated (by default without requiring the data to exist)."""
-    return {name: parse_profile(name, s, check_paths, Path(path).parent) for name, s in read_config(path)["profiles"].items()}
+    profiles = read_config(path)["profiles"]
+    return {name: parse_profile(name, s, check_paths, Path(path).parent, profiles) for name, s in profiles.items()}

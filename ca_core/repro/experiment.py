@@ -110,13 +110,18 @@ def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None
     """The trained GAP or CA model of a backbone, in eval mode on ``device`` (default: the best available)."""
     pretrained = profile.pretrained_for(backbone)
     gap_checkpoint = None if pretrained else checkpoint_path(profile, backbone, "gap")
-    model = compose(backbone, pooling, profile.data.num_classes, pretrained, gap_checkpoint,
+    model = compose(backbone, pooling, profile.num_classes, pretrained, gap_checkpoint,
                     checkpoint_path(profile, backbone, "ca", seed) if pooling == "ca" else None)
     return model.to(device or default_device()).eval()
 
 
 def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
-    """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy."""
+    """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy.
+
+    A profile with ``models_from`` trains nothing: its rows describe the other profile's models.
+    """
+    if profile.models_from:
+        return trained_elsewhere(profile)
     sets = datasets(profile, ("train", "val"))
     rows = []
     for backbone, stage, seed in models(profile):
@@ -133,6 +138,26 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
                       keep=folder.relative_to(profile.run_dir / "train").as_posix() in profile.keep_stale)
         result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
         rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
+    return rows
+
+
+def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
+    """The rows of :func:`train_all` for the models of ``profile.models_from``, from their training logs;
+    a :class:`FileNotFoundError` naming the command to run when one of them is not trained yet."""
+    rows = []
+    for backbone, stage, seed in models(profile):
+        if stage == "gap" and profile.pretrained_for(backbone):
+            continue
+        path = checkpoint_path(profile, backbone, stage, seed)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"profile {profile.name} evaluates the models of profile {profile.models_from} (models_from), but "
+                f"{path} does not exist: train them first (python -m ca_core.pipeline --profile {profile.models_from})")
+        log = [json.loads(line) for line in (path.parent / "log.jsonl").read_text().splitlines() if line]
+        last = log[-1] if log else {}
+        result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
+        rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": seed if seed is not None else profile.train.for_backbone(backbone).seed,
+                     **_result_cells(result)})
     return rows
 
 
@@ -201,7 +226,7 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
     cfg = profile.eval
     test = eval_split(profile)
-    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision")
+    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision", "targets")
     used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
     for backbone, pooling, seed in models(profile):
         model = load_trained(profile, backbone, pooling, seed)

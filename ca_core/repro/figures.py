@@ -237,6 +237,12 @@ def forest_plot(tests: Sequence[Mapping[str, object]], labels: Mapping[str, str]
 
     ``tests`` are :func:`ca_core.repro.report.claim_tests` rows; ``labels`` name the methods.
     """
+    if not tests:  # e.g. a run of raw attention alone, or without labels
+        fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.6))
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "No claim of the paper is testable on this run (it needs the paper's CAMs, or labels).",
+                ha="center", va="center", fontsize=10)
+        return fig
     metrics = list(dict.fromkeys(str(t["metric"]) for t in tests))
     rows = {m: [t for t in tests if t["metric"] == m] for m in metrics}
     height = max(len(r) for r in rows.values())

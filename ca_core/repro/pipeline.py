@@ -214,12 +214,14 @@ def step_keys(profile: str, config: Path = CONFIG_FILE, steps: tuple[str, ...] =
     return keys
 
 
-def run_key(code_key: str, run_dir: Path, step: str, before: dict[str, str | None]) -> str:
-    """A step's full key: its code key, the keys of the run artefacts it reads and, when it reads
-    them, the keys of the steps ``before`` it."""
+def run_key(code_key: str, run_dir: Path, step: str, before: dict[str, str | None],
+            train_run_dir: Path | None = None) -> str:
+    """A step's full key: its code key, the keys of the run artefacts it reads (the training stages
+    from ``train_run_dir`` when the models come from another profile) and, when it reads them, the
+    keys of the steps ``before`` it."""
     reads = READS.get(step, ())
     earlier = [before[s] for s in before] if "steps" in reads else []
-    return digest(code_key, artefacts_digest(run_dir, tuple(k for k in reads if k != "steps")), earlier)
+    return digest(code_key, artefacts_digest(run_dir, tuple(k for k in reads if k != "steps"), train_run_dir), earlier)
 
 
 def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None, list[str]]:
@@ -267,15 +269,15 @@ def run(
     run and results land. ``force`` re-runs every step.
     """
     root = Path(config).resolve().parent
-    load_profile(profile, config)  # validate everything (and the data paths) before any work
+    resolved = load_profile(profile, config)  # validate everything (and the data paths) before any work
     settings = read_config(config)["profiles"][profile]
-    run_dir = root / "runs" / profile
+    run_dir, train_run_dir = root / resolved.run_dir, root / resolved.train_run_dir
     timings = Timings(timings_path(run_dir))
     timings.start()
     keys, done = step_keys(profile, config, steps), {}
     for i, step in enumerate(steps, 1):
         notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
-        key = run_key(keys[step], run_dir, step, done)
+        key = run_key(keys[step], run_dir, step, done, train_run_dir)
         # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
         # user may delete to start over) were both produced for exactly this key.
         if not force and is_up_to_date(output, key) and timings.key(step) == key:
@@ -288,7 +290,7 @@ def run(
         start = time.perf_counter()
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
-        key = run_key(keys[step], run_dir, step, done)  # with what the step itself wrote (a stage it trained)
+        key = run_key(keys[step], run_dir, step, done, train_run_dir)  # with what the step itself wrote (a stage it trained)
         write_json(stamp_path(output), {"key": key, "code_key": keys[step], "profile": profile,
                                         "commit": git_commit(root)})
         timings.record(step, seconds, ran=True, key=key)

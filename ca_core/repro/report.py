@@ -85,7 +85,8 @@ STALE_MARK = " †"
 
 def kept_stale(profile: Profile) -> list[str]:
     """The training stages kept under older code or settings (the profile's ``keep_stale``)."""
-    return [a["path"].removeprefix("train/") for a in artefacts(profile.run_dir, ("train",)) if a["kept_stale"]]
+    return [a["path"].removeprefix("train/") for a in artefacts(profile.run_dir, ("train",), profile.train_run_dir)
+            if a["kept_stale"]]
 
 
 def stale_notice(profile: Profile) -> str:
@@ -99,13 +100,25 @@ def stale_notice(profile: Profile) -> str:
             f"since. Every row or column of a backbone marked{STALE_MARK} depends on them.")
 
 
-def show_stale_notice(profile: Profile) -> None:
-    """Display :func:`stale_notice` in a notebook, when there is one."""
-    notice = stale_notice(profile)
-    if notice:
-        from IPython.display import Markdown, display
+def source_notice(profile: Profile) -> str:
+    """A Markdown note for a profile that evaluates another profile's models (``models_from``):
+    where they were trained, and what the maps explain; empty otherwise."""
+    if not profile.models_from:
+        return ""
+    explained = ("the models' own predictions (the data's classes are not theirs), so no accuracy is reported"
+                 if not profile.labelled else "the data's labels")
+    return (f"**Models of profile `{profile.models_from}`.** This profile trains nothing: it shows the GAP and "
+            f"CA models trained by profile `{profile.models_from}` (`{profile.train_run_dir}/train/`) on "
+            f"its own {profile.data_kind} images. The maps and metrics explain {explained}.")
 
-        display(Markdown(notice))
+
+def show_notices(profile: Profile) -> None:
+    """Display :func:`source_notice` and :func:`stale_notice` in a notebook, those that apply."""
+    from IPython.display import Markdown, display
+
+    for notice in (source_notice(profile), stale_notice(profile)):
+        if notice:
+            display(Markdown(notice))
 
 
 def backbone_label(profile: Profile, backbone: str) -> str:
@@ -115,9 +128,10 @@ def backbone_label(profile: Profile, backbone: str) -> str:
 
 
 def accuracy_table(profile: Profile) -> list[Row]:
-    """Top-1 accuracy (%) of GAP and CA per backbone, their paired difference and the paper's."""
+    """Top-1 accuracy (%) of GAP and CA per backbone, their paired difference and the paper's
+    (no rows when the data's labels are not the models' classes)."""
     cfg, rows = profile.eval, []
-    for backbone in profile.models:
+    for backbone in profile.models if profile.labelled else []:
         gap, ca = (load_predictions(profile, backbone, p)["correct"] for p in POOLINGS)
         test = paired_test(gap, ca, n_boot=cfg.n_boot, seed=cfg.seed)
         ref = paper.ACCURACY.get(paper_backbone(backbone) or "", {})
@@ -176,7 +190,7 @@ def claim_tests(profile: Profile) -> list[dict[str, Any]]:
     for backbone in profile.models:
         ref = paper_backbone(backbone)
         for text, kind, metric in paper.CLAIMS:
-            for method in ([None] if metric is None else cams):
+            for method in ([None] if metric is None else cams) if metric or profile.labelled else []:
                 if method is None:  # accuracy
                     gap = load_predictions(profile, backbone, "gap")["correct"]
                     cas = [load_predictions(profile, backbone, "ca", s)["correct"] for s in profile.seeds]
@@ -239,7 +253,7 @@ def results_inventory(profile: Profile) -> list[Row]:
 def resolved_settings(profile: Profile) -> dict[str, Any]:
     """The profile with every default filled in, as plain JSON-able data: what this run used."""
     resolved = {"description": profile.description, "models": profile.models, "pretrained": profile.pretrained,
-                "seeds": profile.seeds,
+                "seeds": profile.seeds, "models_from": profile.models_from,
                 "data": {"kind": profile.data_kind, **asdict(profile.data)},
                 "train": asdict(profile.train), "eval": asdict(profile.eval)}
     return json.loads(json.dumps(resolved, default=str))
@@ -298,10 +312,18 @@ def artefacts_table(profile: Profile) -> list[Row]:
     started = json.loads(path.read_text()).get("started") if path.is_file() else None
     since = datetime.fromisoformat(started).timestamp() if started else float("inf")
     kinds = {"train": "training stage", "eval": "evaluation (method)"}
-    return [{"Artefact": f"`{a['path']}`", "Kind": kinds[a["kind"]], "Key": f"`{(a['key'] or '–')[:16]}`",
-             "This run": "kept stale (keep_stale)" if a.get("kept_stale") else
-                         ("made" if a["written"] >= since else "reused") if a["done"] else "unfinished"}
-            for a in artefacts(profile.run_dir)]
+    source = profile.models_from
+
+    def status(a: dict[str, Any]) -> str:
+        if a.get("kept_stale"):
+            return "kept stale (keep_stale)"
+        if source and a["kind"] == "train":
+            return f"from profile {source}" if a["done"] else "unfinished"
+        return ("made" if a["written"] >= since else "reused") if a["done"] else "unfinished"
+
+    return [{"Artefact": f"`{f'runs/{source}/' if source and a['kind'] == 'train' else ''}{a['path']}`",
+             "Kind": kinds[a["kind"]], "Key": f"`{(a['key'] or '–')[:16]}`", "This run": status(a)}
+            for a in artefacts(profile.run_dir, train_run_dir=profile.train_run_dir)]
 
 
 def timings_table(path: Path) -> list[Row]:
@@ -326,9 +348,9 @@ REGIME_TARGETS = {"pointing": 80.0, "pointing_over_centre": 20.0, "energy_over_c
 def regime_check(profile: Profile) -> list[dict[str, Any]]:
     """Per backbone, the regime's preconditions measured on this run, each with ``ok``.
 
-    Needs the ``gradcam`` and ``centre`` methods and data with masks; otherwise empty.
+    Needs the ``gradcam`` and ``centre`` methods, data with masks and labels; otherwise empty.
     """
-    if not {"gradcam", "centre"} <= set(profile.eval.methods):
+    if not {"gradcam", "centre"} <= set(profile.eval.methods) or not profile.labelled:
         return []
     rows = []
     for backbone in profile.models:
@@ -384,9 +406,10 @@ def results_summary(profile: Profile) -> dict[str, Any]:
     cfg, evaluated = profile.eval, set(settings(profile))
     accuracy, results = [], []
     for backbone, pooling, seed in models(profile):
-        correct = load_predictions(profile, backbone, pooling, seed)["correct"]
-        accuracy.append({"backbone": backbone, "pooling": pooling, "seed": seed, "n_images": len(correct),
-                         "accuracy": summarize(correct, cfg.n_boot, cfg.seed)})
+        if profile.labelled:
+            correct = load_predictions(profile, backbone, pooling, seed)["correct"]
+            accuracy.append({"backbone": backbone, "pooling": pooling, "seed": seed, "n_images": len(correct),
+                             "accuracy": summarize(correct, cfg.n_boot, cfg.seed)})
         for method in cfg.methods:
             if (backbone, method, pooling) not in evaluated or (
                     seed is not None and seed not in evaluated_seeds(profile, method)):
@@ -430,7 +453,10 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_
             x, y = images.to(next(model.parameters()).device), labels.to(next(model.parameters()).device)
             subset = Subset(test, range(min(n_accuracy, len(test))))
             accs = {p: 100 * predict(model, subset, cfg.batch_size, precision=p)["correct"].float().mean().item()
-                    for p in ("fp32", precision)}
+                    for p in ("fp32", precision)} if profile.labelled else None
+            if not profile.labelled:  # the data's labels are not the model's classes: explain its predictions
+                with torch.no_grad():
+                    y = model(x).argmax(1)
             for method in cfg.methods:
                 if (backbone, method, pooling) not in evaluated:
                     continue
@@ -449,7 +475,7 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_
                              "Images": k, "Map corr. (min)": f"{corr.min():.4f}",
                              "Map corr. (median)": f"{corr.median():.4f}", "Max metric shift (points)": f"{shift:.2f}",
                              f"Time {precision} / fp32": f"{seconds[precision] / seconds['fp32']:.2f}",
-                             "Accuracy shift (points)": f"{accs[precision] - accs['fp32']:+.2f}"})
+                             "Accuracy shift (points)": f"{accs[precision] - accs['fp32']:+.2f}" if accs else None})
     return rows
 
 
@@ -473,7 +499,9 @@ def verdict_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -
             holds = sum(v == "holds" for v in verdicts)
             opposite = sum(v.startswith("no:") for v in verdicts)
             what = "methods" if len(verdicts) > 1 else "test"
-            row[backbone_label(profile, backbone)] = (f"holds for {holds} of {len(verdicts)} {what}" + (f", opposite for {opposite}" if opposite else "")
-                             if holds or opposite else f"not significant ({len(verdicts)} {what})")
+            row[backbone_label(profile, backbone)] = (
+                "not tested" if not verdicts else
+                f"holds for {holds} of {len(verdicts)} {what}" + (f", opposite for {opposite}" if opposite else "")
+                if holds or opposite else f"not significant ({len(verdicts)} {what})")
         rows.append(row)
     return rows

@@ -36,8 +36,9 @@ def variant(profile: Profile, pooling: str, seed: int | None = None) -> str:
 
 
 def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
-    """``runs/<profile>/train/<backbone>/<stage>`` (``ca-seed<S>`` for a CA stream of another seed)."""
-    return profile.run_dir / "train" / backbone / variant(profile, stage, seed)
+    """``runs/<profile>/train/<backbone>/<stage>`` (``ca-seed<S>`` for a CA stream of another seed);
+    the ``models_from`` profile's folder for a profile that evaluates another's models."""
+    return profile.train_run_dir / "train" / backbone / variant(profile, stage, seed)
 
 
 def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
@@ -90,27 +91,33 @@ def timings_path(run_dir: Path) -> Path:
     return Path(run_dir) / "timings.json"
 
 
-def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS)) -> list[dict[str, Any]]:
+def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS), train_run_dir: Path | None = None
+              ) -> list[dict[str, Any]]:
     """The keyed artefacts of a run folder, in path order: each training stage (``kind`` "train",
     ``done`` when its checkpoint exists, ``kept_stale`` when kept under other code on request) and
-    each completed evaluation of a method ("eval"), with the folder relative to ``run_dir``, the key
-    it was made for, and when its newest file was written."""
+    each completed evaluation of a method ("eval"), with the folder relative to its run folder, the
+    key it was made for, and when its newest file was written.
+
+    ``train_run_dir``: where the training stages lie when not in ``run_dir`` (a profile with
+    ``models_from``: :attr:`Profile.train_run_dir`).
+    """
     rows = []
     for kind in kinds:
-        for record in sorted(Path(run_dir).glob(ARTEFACTS[kind])):
+        base = Path(train_run_dir or run_dir) if kind == "train" else Path(run_dir)
+        for record in sorted(base.glob(ARTEFACTS[kind])):
             try:
                 made = json.loads(record.read_text())
             except (OSError, ValueError):
                 made = {}
             folder = record.parent
             files = [f for f in folder.iterdir() if f.is_file() and f.name != MANIFEST_FILE]
-            rows.append({"kind": kind, "path": folder.relative_to(run_dir).as_posix(), "key": made.get("key"),
+            rows.append({"kind": kind, "path": folder.relative_to(base).as_posix(), "key": made.get("key"),
                          "done": kind == "eval" or checkpoint_file(folder).is_file(),
                          "kept_stale": "kept_stale" in made,
                          "written": max((f.stat().st_mtime for f in files), default=record.stat().st_mtime)})
     return rows
 
 
-def artefacts_digest(run_dir: Path, kinds: tuple[str, ...]) -> str:
+def artefacts_digest(run_dir: Path, kinds: tuple[str, ...], train_run_dir: Path | None = None) -> str:
     """The digest of the keys (and completion) of a run folder's artefacts of ``kinds``."""
-    return digest([(a["kind"], a["path"], a["key"], a["done"]) for a in artefacts(run_dir, kinds)])
+    return digest([(a["kind"], a["path"], a["key"], a["done"]) for a in artefacts(run_dir, kinds, train_run_dir)])

@@ -28,7 +28,8 @@ def run(tmp_path_factory) -> types.SimpleNamespace:
     models = {"gap": gap, "ca": build_model(gap, "ca")}
     for pooling, model in models.items():
         evaluate_model(model, pooling, test, cfg, run_dir / "eval/resnet_mini" / pooling, "key-1", progress=False)
-    return types.SimpleNamespace(run_dir=run_dir, models=["resnet_mini"], eval=cfg, test=test, nets=models, seeds=[0])
+    return types.SimpleNamespace(run_dir=run_dir, train_run_dir=run_dir, models=["resnet_mini"], eval=cfg, test=test,
+                                 nets=models, seeds=[0], labelled=True, models_from=None)
 
 
 def test_results_are_per_image_and_complete(run):

@@ -1,6 +1,8 @@
 # One-command entry points. Both create (or reuse) the virtual environment in $(VENV).
 #   make book  - set up, run the default reproduction (profile $(PROFILE)), build the book
 #   make test  - set up, run the test suite (including a smoke book opened in headless Chromium)
+#   make backbones - train the default profile's GAP backbones from scratch into data/backbones/
+#                (committed: the default profile starts from them, as the paper starts from timm's)
 # The book serves its own widget JavaScript and MathJax (npm packages, `make assets`), and the
 # browser test drives Debian's chromium (`make browser`, as root on a fresh machine).
 SHELL := /bin/bash
@@ -12,7 +14,7 @@ NPM_STAMP := node_modules/.package-lock.json
 ASSETS := book/_assets/widgets/embed-amd.js
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: env assets book reproduce test browser clean
+.PHONY: env assets book reproduce backbones test browser clean
 
 env: $(STAMP)
 
@@ -39,6 +41,18 @@ browser:
 # The pipeline executes the notebooks, then runs `jupyter-book build book/` (timed in runs/$(PROFILE)/).
 reproduce: env assets
 	$(PY) -m ca_core.pipeline --profile $(PROFILE)
+
+# The default profile's backbones, trained with its train.gap_* settings (see _config.yml); each run
+# resumes where an interrupted one stopped. Then `make book` retrains the streams on the new weights.
+BACKBONES := resnet_mini convnext_mini
+backbones: env
+	@set -o pipefail; for bb in $(BACKBONES); do \
+	  mkdir -p data/backbones/$$bb && \
+	  $(PY) -m ca_core.train --profile default --backbone $$bb --stage gap --pretrained false \
+	    --out data/backbones/$$bb | tee /dev/stderr | tail -n 1 > data/backbones/$$bb/result.json.tmp && \
+	  mv data/backbones/$$bb/result.json.tmp data/backbones/$$bb/result.json && \
+	  rm -f data/backbones/$$bb/state.pt || exit 1; \
+	done
 
 book: reproduce
 	@echo "book: built at book/_build/html/index.html"

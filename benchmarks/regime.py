@@ -1,18 +1,19 @@
 """The regime search: which generated data and backbone make CAMs localise objects, as on ImageNet.
 
-For each variant (data settings x backbone x GAP epochs) it trains the GAP model from scratch,
-then on the first test images measures its accuracy and the localisation (pointing game with the
-usual margin, energy in the mask) of Grad-CAM and of the sanity baselines ``centre`` and ``random``.
-The book's training page records the table this prints.
+For each variant (data settings x backbone and its widths/dilation x GAP recipe) it trains the GAP
+model from scratch, then on the first test images measures its accuracy and the localisation
+(pointing game with the usual margin, energy in the mask) of Grad-CAM and of the sanity baselines
+``centre`` and ``random``. The book's training page records the table this prints.
 
-    python benchmarks/regime.py                       # every variant, a few minutes each on 2 cores
-    python benchmarks/regime.py --only small-56 --images 300
+    python benchmarks/regime.py                       # every variant, 3-9 minutes each on 2 cores
+    python benchmarks/regime.py --only medium medium-dilated
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -26,12 +27,31 @@ from ca_core.train import TrainConfig, train
 from ca_core.utils import seed_everything
 
 BASE = ShapesConfig()
-#: name -> (data settings, backbone, GAP epochs)
-VARIANTS: dict[str, tuple[ShapesConfig, str, int]] = {
-    "default-56": (BASE, "resnet_mini", 2),
-    "small-56": (dataclasses.replace(BASE, scale=(0.12, 0.2)), "resnet_mini", 2),
-    "medium-56": (dataclasses.replace(BASE, scale=(0.16, 0.26)), "resnet_mini", 3),
-    "medium-56-convnext": (dataclasses.replace(BASE, scale=(0.16, 0.26)), "convnext_mini", 5),
+MEDIUM = dataclasses.replace(BASE, scale=(0.16, 0.26))  # the default profile's data
+WIDE = {"channels": (32, 64, 128, 256), "stem_width": 32}  # resnet_mini's widths before the regime search
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the search: the data, the backbone (with timm keyword arguments) and its GAP recipe."""
+
+    data: ShapesConfig
+    backbone: str
+    epochs: int
+    lr: float = 3e-3
+    model_args: dict = field(default_factory=dict)
+
+
+VARIANTS: dict[str, Variant] = {
+    "large-wide-dilated": Variant(BASE, "resnet_mini", 2, model_args={**WIDE, "dilated": True}),
+    "small-wide-dilated": Variant(dataclasses.replace(BASE, scale=(0.12, 0.2)), "resnet_mini", 2,
+                                  model_args={**WIDE, "dilated": True}),
+    "medium-wide-dilated": Variant(MEDIUM, "resnet_mini", 3, model_args={**WIDE, "dilated": True}),
+    "medium-dilated": Variant(MEDIUM, "resnet_mini", 3, model_args={"dilated": True}),
+    "medium": Variant(MEDIUM, "resnet_mini", 3),
+    "medium-convnext-narrow-dilated": Variant(MEDIUM, "convnext_mini", 6, 1e-2,
+                                              {"dims": (16, 32, 64, 128), "dilated": True}),
+    "medium-convnext": Variant(MEDIUM, "convnext_mini", 8, 1e-2),
 }
 
 
@@ -53,23 +73,23 @@ def localisation(model, test, n: int, batch: int = 100) -> dict[str, dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
-    parser.add_argument("--images", type=int, default=300, help="test images for the localisation")
+    parser.add_argument("--images", type=int, default=500, help="test images for the localisation")
     parser.add_argument("--precision", default="fp32", help="training precision")
     args = parser.parse_args()
-    print(f"{'variant':<20} {'acc %':>6} {'Grad-CAM PG':>11} {'centre PG':>9} {'random PG':>9} "
+    print(f"{'variant':<32} {'acc %':>6} {'Grad-CAM PG':>11} {'centre PG':>9} {'random PG':>9} "
           f"{'Grad-CAM E':>10} {'centre E':>8} {'train s':>7}")
     for name in args.only or VARIANTS:
-        data, backbone, epochs = VARIANTS[name]
-        sets = {s: shapes_dataset(data, s) for s in ("train", "val", "test")}
+        v = VARIANTS[name]
+        sets = {s: shapes_dataset(v.data, s) for s in ("train", "val", "test")}
         seed_everything(0)
-        model = build_model(backbone, "gap", num_classes=data.num_classes)
+        model = build_model(v.backbone, "gap", num_classes=v.data.num_classes, **v.model_args)
         start = time.perf_counter()
-        train(TrainConfig(gap_epochs=epochs, batch_size=64, eval_batch_size=500, precision=args.precision),
+        train(TrainConfig(gap_epochs=v.epochs, gap_lr=v.lr, batch_size=64, eval_batch_size=500, precision=args.precision),
               model, sets["train"], sets["val"], f"runs/regime/{name}", stage="gap", progress=False)
         seconds = time.perf_counter() - start
         acc = 100 * accuracy(model, sets["test"], 500)
         loc = localisation(model.eval(), sets["test"], args.images)
-        print(f"{name:<20} {acc:>6.1f} {loc['gradcam']['pointing_tol']:>11.1f} {loc['centre']['pointing_tol']:>9.1f} "
+        print(f"{name:<32} {acc:>6.1f} {loc['gradcam']['pointing_tol']:>11.1f} {loc['centre']['pointing_tol']:>9.1f} "
               f"{loc['random']['pointing_tol']:>9.1f} {loc['gradcam']['energy']:>10.1f} {loc['centre']['energy']:>8.1f} "
               f"{seconds:>7.0f}", flush=True)
 

@@ -82,6 +82,30 @@ def test_token_initialised_from_normal_one_one() -> None:
     assert abs(token.mean().item() - 1.0) < 0.4 and 0.6 < token.std().item() < 1.4
 
 
+def test_projections_initialised_as_in_the_authors_code_of_each_family() -> None:
+    """ResNet stream: xavier-uniform weights, PyTorch's default bias. ConvNeXt stream: the model-wide
+    init loop's normal of std 0.02 and zero bias (paper.md §1.2)."""
+    torch.manual_seed(0)
+    resnet = build_model("resnet_mini", pooling="ca", num_classes=10).stream.blocks
+    convnext = build_model("convnext_mini", pooling="ca", num_classes=10).stream.blocks
+    for block in resnet:
+        fan_in, fan_out = block.proj.in_features, block.proj.out_features
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert block.proj.weight.abs().max() <= bound and block.proj.weight.std() > bound / 3
+        assert block.proj.bias.abs().max() > 0
+    for block in convnext:
+        assert block.proj.weight.std().item() == pytest.approx(0.02, rel=0.1)
+        assert torch.count_nonzero(block.proj.bias) == 0
+
+
+@pytest.mark.parametrize("name", ["resnet_mini", "convnext_mini"])
+def test_mini_backbones_end_on_a_7x7_map_without_dilation(name: str) -> None:
+    model = build_model(name, pooling="gap", num_classes=10).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.dilation == (1, 1) for m in convs)
+    assert backbone_of(model).forward_features(torch.randn(2, 3, 56, 56)).shape[-2:] == (7, 7)
+
+
 def test_backbone_frozen_and_stays_in_eval_mode(tiny_ca: CAStream) -> None:
     tiny_ca.train()
     assert tiny_ca.training and tiny_ca.stream.training

@@ -133,6 +133,22 @@ def test_digest_of_values_and_files(tmp_path):
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
 
 
+def test_a_step_key_follows_the_bytes_of_the_profiles_local_weights(project):
+    """New backbone weights (``make backbones``) under the same path change every step's key."""
+    import yaml
+
+    config = project / "_config.yml"
+    settings = yaml.safe_load(config.read_text())
+    settings["profiles"]["smoke"]["pretrained"] = {"resnet_mini": "weights.safetensors"}
+    config.write_text(yaml.safe_dump(settings))
+    (project / "weights.safetensors").write_bytes(b"first")
+    first = pipeline.step_keys("smoke", config, STEPS)
+    assert pipeline.step_keys("smoke", config, STEPS) == first
+    (project / "weights.safetensors").write_bytes(b"second")
+    second = pipeline.step_keys("smoke", config, STEPS)
+    assert all(second[step] != first[step] for step in STEPS)
+
+
 def test_a_step_key_follows_the_code_its_notebook_imports():
     from ca_core.provenance import notebook_modules
 

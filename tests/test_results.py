@@ -87,3 +87,35 @@ def test_regime_check_is_computed_from_the_saved_results(run):
     assert row["ok"]["energy_over_centre"] == (row["gradcam_energy"] - row["centre_energy"] >= t["energy_over_centre"])
     assert row["ok"]["gap_accuracy"] == (row["gap_accuracy"] >= 90) and isinstance(row["ok"]["ca_accuracy_drop"], bool)
     assert np.isfinite(list(row.values())[2:7]).all()
+
+
+def test_attention_study_compares_the_trained_stream_with_its_initialisation(tmp_path, monkeypatch):
+    """``entropy_init`` is the stream as seeded before training: a checkpoint of that very stream gives
+    the same entropy, one whose token is scaled up gives a sharper softmax; the feature norm is the
+    tap's mean per-position norm."""
+    from ca_core.models import save_model
+    from ca_core.repro import experiment, views
+
+    monkeypatch.chdir(tmp_path)
+    data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=5)
+    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[3], train=TrainConfig(),
+                      eval=EvalConfig(methods=("attention",), num_images=5, batch_size=5, chunk_size=5))
+    torch.manual_seed(0)
+    save_model(build_model("resnet_mini", "gap", num_classes=4), runs.checkpoint_path(profile, "resnet_mini", "gap"))
+    initial = experiment.initial_model(profile, "resnet_mini", "ca", 3)
+    save_model(initial, runs.checkpoint_path(profile, "resnet_mini", "ca", 3))
+    rows = views.attention_study(profile, "resnet_mini", n=5)
+    assert len(rows) == len(initial.taps)
+    for row in rows:
+        assert row["entropy"] == pytest.approx(row["entropy_init"], abs=1e-6)
+        assert 0 < row["entropy"] <= 1 + 1e-6
+    images = torch.stack([experiment.eval_split(profile)[i][0] for i in range(5)])
+    last = initial.tap_features(images)[-1]
+    assert rows[-1]["feature_norm"] == pytest.approx(last.norm(dim=1).mean().item(), rel=1e-5)
+
+    with torch.no_grad():
+        initial.stream.cls_token.mul_(50)
+    save_model(initial, runs.checkpoint_path(profile, "resnet_mini", "ca", 3))
+    sharp = views.attention_study(profile, "resnet_mini", n=5)
+    assert sharp[0]["entropy"] < rows[0]["entropy_init"] - 0.05
+    assert sharp[0]["entropy_init"] == pytest.approx(rows[0]["entropy_init"], abs=1e-6)

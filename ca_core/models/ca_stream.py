@@ -41,6 +41,8 @@ class CAStream(nn.Module):
         self.widths = tuple(widths)
         self.heads = heads
         self.stream = ClassTokenStream(widths, backbone.num_features, heads)
+        if self.family is not None and self.family.projection_std is not None:
+            self.stream.init_projections(self.family.projection_std)
         self.train(False)
 
     def _capture(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:

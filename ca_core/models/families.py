@@ -19,12 +19,20 @@ def nhwc_to_nchw(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Family:
-    """Tap points of the stream and the paper's CAM target layer for one backbone family."""
+    """Tap points of the stream, the paper's CAM target layer and how the authors' code initialises
+    the stream's projections for one backbone family.
+
+    ``projection_std``: ``None`` keeps the CA blocks' own init (xavier-uniform weight, PyTorch's default
+    bias: the authors' ResNet stream); a number re-initialises every block's projection from a normal
+    of that std (``trunc_normal_(std=0.02)``) with zero bias, as the model-wide init loop of the
+    authors' ConvNeXt stream does after building its blocks (paper.md §1.2).
+    """
 
     name: str
     model_class: type
     taps: tuple[str, ...]
     cam_layer: str
+    projection_std: float | None = None
 
 
 FAMILIES: dict[str, Family] = {
@@ -38,6 +46,7 @@ FAMILIES: dict[str, Family] = {
         ConvNeXt,
         ("stem", "stages.1.downsample", "stages.2.downsample", "stages.3"),
         "stages.3.blocks.-1.mlp.fc2",
+        projection_std=0.02,
     ),
 }
 

@@ -56,6 +56,13 @@ class ClassTokenStream(nn.Module):
         outs = list(widths[1:]) + [out_dim]
         self.blocks = nn.ModuleList(CrossAttention(w, o, heads) for w, o in zip(widths, outs))
 
+    def init_projections(self, std: float) -> None:
+        """Re-initialise every block's projection: normal weights of ``std`` (PyTorch's ``trunc_normal_``
+        with its default bounds of -2 and 2, as the authors' code calls it), zero bias."""
+        for block in self.blocks:
+            nn.init.trunc_normal_(block.proj.weight, std=std)
+            nn.init.zeros_(block.proj.bias)
+
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Run the token through every block; return the final token and each block's attention."""
         if len(features) != len(self.blocks):

@@ -2,11 +2,16 @@
 
 The paper's backbones end on a 7x7 map at 224 px (total stride 32). The embedded experiment trains
 from scratch on this machine's CPU at 56 px, so these variants stop downsampling at stride 8 with
-timm's own ``output_stride=8`` (the last two stages keep the resolution and dilate instead): at
-56 px the last feature map is 7x7, as in the paper. ``resnet_mini`` is a timm ResNet of
-BasicBlocks, ``convnext_mini`` a timm ConvNeXt; both are narrow and shallow, and keep their
-family's module names, so the CA-Stream taps and CAM layers of :data:`ca_core.models.FAMILIES`
-apply unchanged.
+timm's own ``output_stride=8`` (the last two stages keep the resolution): at 56 px the last feature
+map is 7x7, as in the paper. timm dilates those stages' convolutions (by 2 and 4) so that ImageNet
+weights stay valid at the finer stride; these backbones train from scratch, so :func:`undilate`
+makes them plain convolutions again. Dilation spread every final feature over several times the
+image (receptive field 195 px at 56 px for ``resnet_mini``, 115 px without), and the Grad-CAM maps
+with it: on the default data Grad-CAM's pointing game rose from 77.8 to 88.0 % and its energy in
+the object from 15.3 to 24.5 % without it (the book's training page). ``resnet_mini`` is a timm
+ResNet of BasicBlocks, ``convnext_mini`` a timm ConvNeXt; both are narrow and shallow, and keep
+their family's module names, so the CA-Stream taps and CAM layers of
+:data:`ca_core.models.FAMILIES` apply unchanged.
 
 Both are configured for training from scratch in a few hundred steps on a CPU: live residual
 branches (no zero-init of a ResNet block's last BatchNorm, no layer scale in ConvNeXt blocks), He
@@ -18,6 +23,8 @@ records the measurements behind these choices.
 ``build_model("resnet_mini", num_classes=10)`` works once ``ca_core.models`` is imported.
 """
 from __future__ import annotations
+
+import warnings
 
 from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
@@ -59,22 +66,41 @@ def he_init(model: nn.Module) -> nn.Module:
     return model
 
 
+# The ConvNeXt's last downsampling convolution (2x2, stride 1) pads its even kernel unevenly, which
+# PyTorch does by padding a copy of the input; its warning about that cost would open every notebook.
+warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
+
+
+def undilate(model: nn.Module) -> nn.Module:
+    """Make every dilated convolution a plain one with 'same' padding (all run at stride 1, so the
+    feature maps keep their size); returns ``model``. The weights' shapes do not change."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d) and max(module.dilation) > 1:
+            if max(module.stride) > 1:
+                raise ValueError(f"cannot undilate a strided convolution: {module}")
+            module.dilation, module.padding = (1, 1), "same"
+    return model
+
+
 @register_model
-def resnet_mini(pretrained: bool = False, **kwargs) -> ResNet:
-    """ResNet with one BasicBlock per stage, widths 32-64-128-256, output stride 8, no zero-init."""
-    args = dict(block=BasicBlock, layers=(1, 1, 1, 1), channels=(32, 64, 128, 256), stem_width=32, output_stride=8,
+def resnet_mini(pretrained: bool = False, dilated: bool = False, **kwargs) -> ResNet:
+    """ResNet with one BasicBlock per stage, widths 16-32-64-128, output stride 8 without dilation
+    (``dilated=True``: timm's dilated stages, for the ablation of ``benchmarks/regime.py``), no zero-init."""
+    args = dict(block=BasicBlock, layers=(1, 1, 1, 1), channels=(16, 32, 64, 128), stem_width=16, output_stride=8,
                 zero_init_last=False)
-    return build_model_with_cfg(ResNet, "resnet_mini", pretrained, **dict(args, **kwargs))
+    model = build_model_with_cfg(ResNet, "resnet_mini", pretrained, **dict(args, **kwargs))
+    return model if dilated else undilate(model)
 
 
 @register_model
-def convnext_mini(pretrained: bool = False, **kwargs) -> ConvNeXt:
+def convnext_mini(pretrained: bool = False, dilated: bool = False, **kwargs) -> ConvNeXt:
     """ConvNeXt with one block per stage, dims 24-48-96-192, 3x3 depthwise kernels, BatchNorm, ReLU,
-    output stride 8, no layer scale, He init."""
+    output stride 8 without dilation (``dilated=True``: timm's dilated stages), no layer scale, He init."""
     args = dict(depths=(1, 1, 1, 1), dims=(24, 48, 96, 192), kernel_sizes=3, conv_mlp=True,
                 norm_layer="batchnorm2d", act_layer="relu", output_stride=8, ls_init_value=None)
     model = build_model_with_cfg(
         ConvNeXt, "convnext_mini", pretrained,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True), **dict(args, **kwargs),
     )
-    return model if pretrained else he_init(model)
+    model = model if pretrained else he_init(model)
+    return model if dilated else undilate(model)

@@ -53,7 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default", help="profile of the config file giving data and train settings")
     p.add_argument("--config", default=str(CONFIG_FILE), help="config file (default: %(default)s)")
     p.add_argument("--gap-checkpoint", help="stage ca: the trained GAP model (model.safetensors of stage gap)")
-    p.add_argument("--pretrained", help="'true' for timm's weights or a local weights file (default: the profile's)")
+    p.add_argument("--pretrained", help="'true' for timm's weights, 'false' to train the backbone from scratch (stage gap), "
+                   "or a local weights file (default: the profile's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override train settings, e.g. epochs=3")
     p.add_argument("--until-epoch", type=int, help="stop after this many epochs (resume later with the same command)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
@@ -67,11 +68,13 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    profile = load_profile(args.profile, args.config)
+    # with --pretrained given, the profile's own weights files need not exist yet (make backbones makes them)
+    profile = load_profile(args.profile, args.config, check_paths=args.pretrained is None)
     cfg = dataclasses.replace(profile.train.for_backbone(args.backbone), **parse_overrides(args.set))
     sets = datasets(profile, ("train", "val", "test"), shapes_root=Path(args.shapes_root))
+    choice = {"true": True, "false": False}
     pretrained: bool | str | Path = profile.pretrained_for(args.backbone) if args.pretrained is None else (
-        True if args.pretrained.lower() == "true" else args.pretrained)
+        choice.get(args.pretrained.lower(), args.pretrained))
     torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
     model = compose(args.backbone, args.stage, profile.data.num_classes, pretrained,
                     args.gap_checkpoint if args.stage == "ca" else None)

@@ -27,7 +27,7 @@ from ..train import checkpoint_file, train
 from ..provenance import code_digest, digest, state_digest
 from ..utils import default_device, seed_everything, write_json
 from .config import FolderData, Mit67Data, Profile
-from .runs import PROVENANCE_FILE, checkpoint_path, checkpoints, eval_dir, model_dir, stage_dir
+from .runs import PROVENANCE_FILE, checkpoint_path, checkpoints, eval_dir, log_path, model_dir, read_log, stage_dir
 
 SHAPES_ROOT = Path("data/shapes")
 SPLITS = ("train", "val", "test")
@@ -115,6 +115,17 @@ def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None
     return model.to(device or default_device()).eval()
 
 
+def initial_model(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> nn.Module:
+    """The model a training stage starts from: seeded as :func:`train_all` seeds it, on the CPU.
+
+    For ``stage="ca"`` that is the trained GAP backbone with a freshly initialised stream.
+    """
+    pretrained = profile.pretrained_for(backbone)
+    seed_everything(profile.train.for_backbone(backbone).seed if seed is None else seed)
+    gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
+    return compose(backbone, stage, profile.data.num_classes, pretrained, gap_checkpoint)
+
+
 def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
     """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy.
 
@@ -127,12 +138,13 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
     for backbone, stage, seed in models(profile):
         pretrained = profile.pretrained_for(backbone)
         if stage == "gap" and pretrained:
+            if log_path(profile, backbone, stage).is_file():  # local weights with their training log
+                rows.append(_logged_row(profile, backbone, stage, seed))
             continue
         cfg = profile.train.for_backbone(backbone)
         cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
-        seed_everything(cfg.seed)  # the initial weights, whatever ran before in this process
+        model = initial_model(profile, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
         gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
-        model = compose(backbone, stage, profile.data.num_classes, pretrained, gap_checkpoint)
         folder = stage_dir(profile, backbone, stage, seed)
         prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, gap_checkpoint),
                       keep=folder.relative_to(profile.run_dir / "train").as_posix() in profile.keep_stale)
@@ -153,12 +165,18 @@ def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
             raise FileNotFoundError(
                 f"profile {profile.name} evaluates the models of profile {profile.models_from} (models_from), but "
                 f"{path} does not exist: train them first (python -m ca_core.pipeline --profile {profile.models_from})")
-        log = [json.loads(line) for line in (path.parent / "log.jsonl").read_text().splitlines() if line]
-        last = log[-1] if log else {}
-        result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
-        rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": seed if seed is not None else profile.train.for_backbone(backbone).seed,
-                     **_result_cells(result)})
+        rows.append(_logged_row(profile, backbone, stage, seed))
     return rows
+
+
+def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None) -> dict[str, Any]:
+    """A row of :func:`train_all` for a stage trained earlier, from its ``log.jsonl``."""
+    log = read_log(log_path(profile, backbone, stage, seed))
+    last = log[-1] if log else {}
+    result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
+    name = stage.upper() + (" (pretrained: make backbones)" if stage == "gap" and profile.pretrained_for(backbone) else "")
+    return {"Backbone": backbone, "Stage": name,
+            "Seed": seed if seed is not None else profile.train.for_backbone(backbone).seed, **_result_cells(result)}
 
 
 def _result_cells(result: dict[str, Any]) -> dict[str, Any]:

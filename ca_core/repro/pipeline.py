@@ -206,12 +206,21 @@ def step_keys(profile: str, config: Path = CONFIG_FILE, steps: tuple[str, ...] =
     (``book/_ext/freshness.py``) compares these code keys with the executed notebooks' stamps."""
     root = Path(config).resolve().parent
     settings, keys = read_config(config)["profiles"][profile], {}
+    weights = local_weights(settings, root)
     for step in steps:
         notebook = root / NOTEBOOK_DIR / f"{step}.ipynb"
         if not notebook.is_file():
             raise PipelineError(f"notebook not found: {notebook}")
-        keys[step] = digest(profile, settings, step, notebook, code_digest(*notebook_modules(notebook)))
+        keys[step] = digest(profile, settings, step, notebook, code_digest(*notebook_modules(notebook)), *weights)
     return keys
+
+
+def local_weights(settings: dict[str, Any], root: Path) -> list[Path]:
+    """The local weights files a profile's ``pretrained:`` names that exist: their bytes are part of every
+    step's key, so new weights (``make backbones``) re-run the steps, and the book says when they are newer."""
+    pretrained = settings.get("pretrained")
+    files = [root / path for _, path in sorted(pretrained.items())] if isinstance(pretrained, dict) else []
+    return [f for f in files if f.is_file()]
 
 
 def run_key(code_key: str, run_dir: Path, step: str, before: dict[str, str | None],

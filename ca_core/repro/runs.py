@@ -73,16 +73,30 @@ def load_results(profile: Profile, backbone: str, pooling: str, method: str,
     return read_results(model_dir(profile, backbone, pooling, seed) / method)
 
 
+def log_path(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
+    """A stage's ``log.jsonl``; for a backbone pretrained from a local file, the log beside that file
+    (``make backbones`` leaves one there), which may not exist."""
+    pretrained = profile.pretrained_for(backbone)
+    if stage == "gap" and isinstance(pretrained, Path):
+        return pretrained.parent / "log.jsonl"
+    return stage_dir(profile, backbone, stage, seed) / "log.jsonl"
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a ``log.jsonl``."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
 def train_logs(profile: Profile) -> dict[str, list[dict[str, Any]]]:
     """The ``log.jsonl`` records of every backbone and stage, labelled ``backbone · STAGE``."""
     logs = {}
     for backbone in profile.models:
         for stage in STAGES:
             for seed in profile.seeds if stage == "ca" else [None]:
-                path = stage_dir(profile, backbone, stage, seed) / "log.jsonl"
+                path = log_path(profile, backbone, stage, seed)
                 name = variant(profile, stage, seed).upper().replace("-SEED", " seed ")
                 if path.is_file():
-                    logs[f"{backbone} · {name}"] = [json.loads(line) for line in path.read_text().splitlines() if line]
+                    logs[f"{backbone} · {name}"] = read_log(path)
     return logs
 
 

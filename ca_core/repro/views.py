@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from . import paper
 from .config import Profile
-from .experiment import class_names, eval_split, load_trained, rgb, settings
+from .experiment import class_names, eval_split, initial_model, load_trained, rgb, settings
 from .runs import load_results
 from ..evaluation import images_for
 from ..metrics import energy_pointing_game, paper_tolerance, pointing_game
@@ -122,11 +122,14 @@ def scores_caption(scores: dict[str, dict[str, float] | None]) -> str:
 def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[str, Any]]:
     """What the stream's attention looks like at every block, on the first ``n`` test images.
 
-    Per block (primary seed): positions ``T``; normalised entropy (1 = uniform); the mean largest
-    weight against the uniform ``1/T``; the correlation, across positions, of the attention with the
-    feature vectors' norm (the attention logit is the token's dot product with the raw features, so
-    a large norm can dominate it); and, with masks, the pointing game (usual margin) and the energy
-    inside the object mask of the block's map, upsampled to the image.
+    Per block (primary seed): positions ``T``; normalised entropy (1 = uniform), and the same for the
+    stream as initialised before training (``entropy_init``: a block already sharp there is sharp
+    because of the features, not because training made it so); the mean largest weight against the
+    uniform ``1/T``; the feature vectors' mean norm and the correlation, across positions, of the
+    attention with that norm (the attention logit is the token's dot product with the raw features
+    over ``sqrt(C)``, so large norms make the softmax sharp and can dominate it); and, with masks, the
+    pointing game (usual margin) and the energy inside the object mask of the block's map,
+    upsampled to the image.
     """
     model = load_trained(profile, backbone, "ca")
     test = eval_split(profile)
@@ -136,14 +139,16 @@ def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[
     masks = torch.stack([item[2] for item in items]).to(device) if len(items[0]) > 2 else None
     feats = model.tap_features(x)
     attentions = [a.mean(dim=1) for a in model.stream(feats)[1]]
+    initial = initial_model(profile, backbone, "ca", profile.seeds[0]).to(device).eval()
+    at_init = [a.mean(dim=1) for a in initial.stream(feats)[1]]
     rows = []
-    for k, (tap, f, a) in enumerate(zip(model.taps, feats, attentions), 1):
+    for k, (tap, f, a, a0) in enumerate(zip(model.taps, feats, attentions, at_init), 1):
         flat = a.flatten(1).float()
         t = flat.shape[1]
-        entropy = -(flat * flat.clamp_min(1e-12).log()).sum(1) / torch.log(torch.tensor(float(t)))
         norm = f.float().norm(dim=1).flatten(1)
         row = {"backbone": backbone, "block": k, "tap": tap, "positions": t,
-               "entropy": entropy.mean().item(), "max_weight": flat.amax(1).mean().item(), "uniform": 1 / t,
+               "entropy": _entropy(flat).mean().item(), "entropy_init": _entropy(a0.flatten(1).float()).mean().item(),
+               "max_weight": flat.amax(1).mean().item(), "uniform": 1 / t, "feature_norm": norm.mean().item(),
                "norm_correlation": _row_correlation(flat, norm).mean().item()}
         if masks is not None:
             size = masks.shape[-2:]
@@ -152,6 +157,11 @@ def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[
                        energy=energy_pointing_game(maps, masks).mean().item())
         rows.append(row)
     return rows
+
+
+def _entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Normalised entropy of each row of ``weights`` (B, T), rows summing to 1: 1 is uniform, 0 one-hot."""
+    return -(weights * weights.clamp_min(1e-12).log()).sum(1) / torch.log(torch.tensor(float(weights.shape[1])))
 
 
 def _row_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -92,6 +92,23 @@ def test_ca_stage_trains_only_the_stream_with_the_paper_schedule(tmp_path, sets)
     assert meta["pooling"] == "ca" and meta["stage"] == "ca" and set(state) == set(model.stream.state_dict())
 
 
+def test_label_smoothing_changes_the_ca_loss_only(tmp_path, sets):
+    """With label smoothing the stream's logged loss differs from the plain cross-entropy's on the
+    same batches; the GAP stage ignores the setting; a value outside [0, 1) is an error."""
+    cfg = TrainConfig(epochs=1, gap_epochs=1, batch_size=16, eval_batch_size=16)
+    smooth = dataclasses.replace(cfg, label_smoothing=0.5)
+    losses = {}
+    for name, c in (("plain", cfg), ("smooth", smooth)):
+        model = build_model(_gap(), pooling="ca")  # the same backbone and stream init in both
+        losses[name] = train(c, model, sets["train"], sets["val"], tmp_path / f"ca-{name}", stage="ca", progress=False)["train_loss"]
+    assert losses["smooth"] != pytest.approx(losses["plain"], rel=1e-3)
+    gap = {name: train(c, _gap(), sets["train"], sets["val"], tmp_path / f"gap-{name}", stage="gap", progress=False)["train_loss"]
+           for name, c in (("plain", cfg), ("smooth", smooth))}
+    assert gap["smooth"] == gap["plain"]
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=1.0)
+
+
 def test_ca_schedule_decays_at_thirds_of_the_steps_when_epochs_are_not_a_multiple_of_three():
     from ca_core.train import make_optimizer
 

@@ -16,8 +16,8 @@ their family's module names, so the CA-Stream taps and CAM layers of
 Both are configured for training from scratch in a few hundred steps on a CPU: live residual
 branches (no zero-init of a ResNet block's last BatchNorm, no layer scale in ConvNeXt blocks), He
 init for ``convnext_mini`` in place of timm's std-0.02 init (made for long ImageNet schedules), and,
-through timm's own ConvNeXt options, BatchNorm (``conv_mlp=True``), ReLU and 3x3 depthwise kernels
-(the dilated 7x7 kernels that output stride 8 needs are slow on a CPU). The book's training page
+through timm's own ConvNeXt options, BatchNorm in the blocks (``conv_mlp=True``), ReLU and 3x3
+depthwise kernels (7x7 ones are slow on a CPU). The book's training page
 records the measurements behind these choices.
 
 ``build_model("resnet_mini", num_classes=10)`` works once ``ca_core.models`` is imported.
@@ -29,6 +29,7 @@ import warnings
 from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXt
 from timm.models.resnet import BasicBlock, ResNet
 
@@ -94,13 +95,16 @@ def resnet_mini(pretrained: bool = False, dilated: bool = False, **kwargs) -> Re
 
 @register_model
 def convnext_mini(pretrained: bool = False, dilated: bool = False, **kwargs) -> ConvNeXt:
-    """ConvNeXt with one block per stage, dims 24-48-96-192, 3x3 depthwise kernels, BatchNorm, ReLU,
-    output stride 8 without dilation (``dilated=True``: timm's dilated stages), no layer scale, He init."""
+    """ConvNeXt with one block per stage, dims 24-48-96-192, 3x3 depthwise kernels, BatchNorm and ReLU in
+    the blocks, output stride 8 without dilation (``dilated=True``: timm's dilated stages), no layer
+    scale, He init, and ConvNeXt's LayerNorm before the classifier: the CA-Stream's token goes through
+    that frozen head, which in the paper's ConvNeXt-B is LayerNorm2d then Linear (paper.md §1.5)."""
     args = dict(depths=(1, 1, 1, 1), dims=(24, 48, 96, 192), kernel_sizes=3, conv_mlp=True,
                 norm_layer="batchnorm2d", act_layer="relu", output_stride=8, ls_init_value=None)
     model = build_model_with_cfg(
         ConvNeXt, "convnext_mini", pretrained,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True), **dict(args, **kwargs),
     )
+    model.head.norm = LayerNorm2d(model.num_features)  # the classifier's norm of every timm ConvNeXt
     model = model if pretrained else he_init(model)
     return model if dilated else undilate(model)

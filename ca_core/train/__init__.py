@@ -60,6 +60,7 @@ class TrainConfig:
 
     Attributes:
         epochs, lr, momentum, weight_decay: stage ``ca``, the paper's SGD recipe (lr x0.1 at 1/3 and 2/3 of the steps).
+        label_smoothing: stage ``ca``, of the cross-entropy (the paper: 0). The logged training loss includes it.
         gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
         per_model: settings of particular backbones, e.g. ``{convnext_mini: {gap_epochs: 5, lr: 0.003}}``
             (architectures need different amounts of training or step sizes); see :meth:`for_backbone`.
@@ -75,6 +76,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
     gap_epochs: int = 2
     gap_lr: float = 3e-3
     gap_weight_decay: float = 0.05
@@ -95,6 +97,8 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
         check_precision(self.precision)
         known = [f.name for f in dataclasses.fields(self) if f.name != "per_model"]
         for backbone, overrides in self.per_model.items():
@@ -257,6 +261,7 @@ def train(
     rank, size = distributed.world()
     out_dir = Path(out_dir)
     epochs = cfg.epochs_of(stage)
+    smoothing = cfg.label_smoothing if stage == "ca" else 0.0
     seed_everything(cfg.seed)
     model.to(device)
     if stage == "gap" and size > 1 and device.type == "cuda":
@@ -288,7 +293,7 @@ def train(
         for (images, labels, _), weight in batches:
             with autocast(device, cfg.precision):
                 logits = net(images)
-                loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum")
+                loss_sum = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss_sum * weight).backward()
             scaler.step(opt)

@@ -230,6 +230,24 @@ def test_cli_and_torchrun_two_processes_match_one(tmp_path):
         assert torch.allclose(one[name], two[name], atol=1e-5), name
 
 
+def test_cli_trains_a_backbone_for_a_profile_that_starts_from_local_weights(tmp_path):
+    """``make backbones``: ``--pretrained false`` trains the GAP stage from scratch although the
+    profile's ``pretrained:`` file does not exist yet; without it, that file is a config error."""
+    from ca_core.repro.config import ConfigError
+
+    config = _write_profile(tmp_path / "config.yml")
+    settings = json.loads(config.read_text())
+    settings["profiles"]["tiny"]["pretrained"] = {"resnet_mini": str(tmp_path / "weights" / "model.safetensors")}
+    config.write_text(json.dumps(settings))
+    common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config), "--stage", "gap",
+              "--shapes-root", str(tmp_path / "shapes"), "--no-progress", "--out", str(tmp_path / "weights")]
+    with pytest.raises(ConfigError, match="pretrained.resnet_mini"):
+        train_main(common)
+    result = train_main(common + ["--pretrained", "false"])
+    assert result["epochs_done"] == 2 and (tmp_path / "weights" / "model.safetensors").is_file()
+    assert "test_acc" in result
+
+
 def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, monkeypatch):
     """Initial weights are seeded per stage: a notebook that drew random numbers before (e.g. by
     generating the data instead of loading its cache) trains the same models."""

@@ -159,6 +159,22 @@ def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[
     return rows
 
 
+def attention_table(profile: Profile) -> list[dict[str, Any]]:
+    """:func:`attention_study` of every backbone as display rows (two decimals, the largest weight
+    beside the uniform one, localisation in percent)."""
+    rows = []
+    for backbone in profile.models:
+        for r in attention_study(profile, backbone):
+            row = {"Backbone": backbone, "Block": r["block"], "Tap": f"`{r['tap']}`", "Positions": r["positions"],
+                   "Entropy": f"{r['entropy']:.2f}", "Entropy at init": f"{r['entropy_init']:.2f}",
+                   "Max weight (uniform)": f"{r['max_weight']:.2f} ({r['uniform']:.3f})",
+                   "Feature norm": f"{r['feature_norm']:.1f}", "Corr. with norm": f"{r['norm_correlation']:.2f}"}
+            if "pointing_tol" in r:
+                row.update({"Pointing %": f"{100 * r['pointing_tol']:.1f}", "Energy %": f"{100 * r['energy']:.1f}"})
+            rows.append(row)
+    return rows
+
+
 def _entropy(weights: torch.Tensor) -> torch.Tensor:
     """Normalised entropy of each row of ``weights`` (B, T), rows summing to 1: 1 is uniform, 0 one-hot."""
     return -(weights * weights.clamp_min(1e-12).log()).sum(1) / torch.log(torch.tensor(float(weights.shape[1])))

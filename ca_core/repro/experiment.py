@@ -123,7 +123,7 @@ def initial_model(profile: Profile, backbone: str, stage: str, seed: int | None 
     pretrained = profile.pretrained_for(backbone)
     seed_everything(profile.train.for_backbone(backbone).seed if seed is None else seed)
     gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
-    return compose(backbone, stage, profile.data.num_classes, pretrained, gap_checkpoint)
+    return compose(backbone, stage, profile.num_classes, pretrained, gap_checkpoint)
 
 
 def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:

@@ -122,6 +122,27 @@ def test_ca_schedule_decays_at_thirds_of_the_steps_when_epochs_are_not_a_multipl
     assert lrs == pytest.approx([0.1] * 3 + [0.01] * 3 + [0.001] * 3)
 
 
+def test_ca_adamw_recipe_warms_up_to_lr_then_anneals_and_bad_names_are_refused():
+    """``optimizer: adamw`` (the authors' alternative recipe): AdamW with the stage's lr and weight decay,
+    the lr rising over the first 10 % of the steps to ``lr``, then decaying towards 0."""
+    from ca_core.train import make_optimizer
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt, sched = make_optimizer(TrainConfig(epochs=2, lr=3e-4, weight_decay=0.3, optimizer="adamw"), "ca", [param],
+                                steps_per_epoch=50)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 0.3
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(100), key=lrs.__getitem__)
+    assert 8 <= peak <= 11 and lrs[peak] == pytest.approx(3e-4)
+    assert lrs[0] < 3e-4 / 10 and lrs[-1] < 3e-4 / 100
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="adam")
+
+
 def test_finished_run_is_not_retrained_and_changed_settings_are_refused(tmp_path, sets):
     cfg = TrainConfig(epochs=1, gap_epochs=1, batch_size=16, eval_batch_size=16)
     model = _gap()
@@ -272,3 +293,4 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
     for stage in ("gap", "ca"):
         assert weights[0][stage].keys() == weights[1][stage].keys()
         assert all(torch.equal(weights[0][stage][k], weights[1][stage][k]) for k in weights[0][stage])
+

@@ -120,10 +120,15 @@ def initial_model(profile: Profile, backbone: str, stage: str, seed: int | None 
 
     For ``stage="ca"`` that is the trained GAP backbone with a freshly initialised stream.
     """
-    pretrained = profile.pretrained_for(backbone)
     seed_everything(profile.train.for_backbone(backbone).seed if seed is None else seed)
-    gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
-    return compose(backbone, stage, profile.num_classes, pretrained, gap_checkpoint)
+    return compose(backbone, stage, profile.num_classes, profile.pretrained_for(backbone),
+                   start_checkpoint(profile, backbone, stage))
+
+
+def start_checkpoint(profile: Profile, backbone: str, stage: str) -> Path | None:
+    """The trained GAP checkpoint a stage starts from: ``None`` for the GAP stage itself and for a
+    stream on pretrained weights (the model then starts from those)."""
+    return None if stage == "gap" or profile.pretrained_for(backbone) else checkpoint_path(profile, backbone, "gap")
 
 
 def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
@@ -144,9 +149,8 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
         cfg = profile.train.for_backbone(backbone)
         cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
         model = initial_model(profile, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
-        gap_checkpoint = None if stage == "gap" or pretrained else checkpoint_path(profile, backbone, "gap")
         folder = stage_dir(profile, backbone, stage, seed)
-        prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, gap_checkpoint),
+        prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, start_checkpoint(profile, backbone, stage)),
                       keep=folder.relative_to(profile.run_dir / "train").as_posix() in profile.keep_stale)
         result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
         rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
@@ -174,7 +178,8 @@ def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None) -
     log = read_log(log_path(profile, backbone, stage, seed))
     last = log[-1] if log else {}
     result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
-    name = stage.upper() + (" (pretrained: make backbones)" if stage == "gap" and profile.pretrained_for(backbone) else "")
+    weights = profile.pretrained_for(backbone) if stage == "gap" else None
+    name = stage.upper() + (f" (pretrained: {Path(weights).parent})" if isinstance(weights, (str, Path)) else "")
     return {"Backbone": backbone, "Stage": name,
             "Seed": seed if seed is not None else profile.train.for_backbone(backbone).seed, **_result_cells(result)}
 

@@ -52,6 +52,7 @@ MODEL_FILE = "model.safetensors"
 LOG_FILE = "log.jsonl"
 # Fields that only change speed or display; a resumed run may change them.
 RUNTIME_FIELDS = ("eval_batch_size", "num_workers")
+OPTIMIZERS = ("sgd", "adamw")  # of stage ca; stage gap always uses AdamW
 
 
 @dataclass
@@ -60,6 +61,9 @@ class TrainConfig:
 
     Attributes:
         epochs, lr, momentum, weight_decay: stage ``ca``, the paper's SGD recipe (lr x0.1 at 1/3 and 2/3 of the steps).
+        optimizer: stage ``ca``: ``"sgd"`` (the paper's recipe above) or ``"adamw"`` (the authors' alternative
+            recipe ``vit_mod``: AdamW with ``lr`` and ``weight_decay``, warm-up then cosine decay, here a
+            one-cycle schedule with 10 % warm-up; ``momentum`` is unused).
         label_smoothing: stage ``ca``, of the cross-entropy (the paper: 0). The logged training loss includes it.
         gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
         per_model: settings of particular backbones, e.g. ``{convnext_mini: {gap_epochs: 5, lr: 0.003}}``
@@ -76,6 +80,7 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    optimizer: str = "sgd"
     label_smoothing: float = 0.0
     gap_epochs: int = 2
     gap_lr: float = 3e-3
@@ -97,6 +102,8 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
         check_precision(self.precision)
@@ -150,12 +157,18 @@ def make_optimizer(cfg: TrainConfig, stage: str, params: list[nn.Parameter], ste
     """The stage's optimizer and a scheduler that steps once per batch."""
     total = cfg.epochs_of(stage) * steps_per_epoch
     if stage == "gap":
-        opt = torch.optim.AdamW(params, lr=cfg.gap_lr, weight_decay=cfg.gap_weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.gap_lr, total_steps=total, pct_start=0.2)
-        return opt, sched
+        return _adamw_one_cycle(params, cfg.gap_lr, cfg.gap_weight_decay, total, warm_up=0.2)
+    if cfg.optimizer == "adamw":
+        return _adamw_one_cycle(params, cfg.lr, cfg.weight_decay, total, warm_up=0.1)
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     milestones = [round(total * k / 3) for k in (1, 2)]  # epoch boundaries when 3 divides epochs
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+
+
+def _adamw_one_cycle(params: list[nn.Parameter], lr: float, weight_decay: float, total: int, warm_up: float):
+    """AdamW whose lr rises for the first ``warm_up`` fraction of ``total`` steps, then anneals (cosine)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=warm_up)
 
 
 def trainable_module(model: nn.Module) -> nn.Module:

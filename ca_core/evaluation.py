@@ -12,7 +12,11 @@ written into one folder per model:
   labels, the explained classes (``target``), every metric (including the insertion/deletion curves) and the saliency maps at the
   target layer's resolution (float16);
 * ``<method>/manifest.json``: the key and the chunks of the last completed evaluation, the only
-  ones :func:`read_results` returns.
+  ones :func:`read_results` returns;
+* ``calibration.json``: the softmax temperature fitted on the validation split and the calibration
+  on the test split (:func:`calibrate`);
+* ``<method>/road.npz``, ``<method>/sanity.npz`` (primary models): ROAD and the parameter
+  randomisation check on the first images (:func:`evaluate_extras`).
 
 Every file is written atomically and carries a key (the caller's fingerprint of what produced it):
 an interrupted run resumes at the first missing chunk, and a changed key never mixes with old results.
@@ -22,7 +26,7 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -33,13 +37,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import distributed
-from .metrics import PROTOCOLS, evaluate_maps
+from .metrics import PROTOCOLS, calibration_summary, cascading_randomisation, evaluate_maps, fit_temperature, reliability, road
 from .models import backbone_of
 from .saliency import METHODS, explain
 from .utils import atomic_write, autocast, check_labels, check_precision, progress_bar, write_json
 
 PREDICTIONS_FILE = "predictions.npz"
 MANIFEST_FILE = "manifest.json"
+CALIBRATION_FILE = "calibration.json"
 #: What a map explains: the ground-truth label, or the model's prediction (see :class:`EvalConfig`).
 TARGETS = ("label", "predicted")
 
@@ -71,6 +76,18 @@ class EvalConfig:
         targets: the class each map explains and each metric scores: ``"label"`` (the ground truth,
             as in the paper) or ``"predicted"`` (the model's own prediction: for data whose classes
             are not the model's, e.g. MIT 67 images shown to ImageNet models; no accuracy then).
+        calibration: fit a softmax temperature per model on the validation split (Guo et al. 2017)
+            and compute every probability-based metric also on the temperature-scaled probabilities,
+            from the same forward passes (keys suffixed ``_cal``); labelled data only.
+        road_images: ROAD (Rong et al. 2022; 1 + 18 forward passes per image at the default
+            percentiles) of each method on the primary models, on the first ``road_images`` evaluated
+            images, from the saved maps (0: off).
+        road_noise: the standard deviation of ROAD's noisy linear imputation.
+        sanity_images: the model parameter randomisation check (Adebayo et al. 2018) of each method
+            on the primary models, on the first ``sanity_images`` test images (0: off); a method is
+            explained once per randomisation step.
+        equivalence_margin: the margin (points) within which "CA keeps the accuracy of GAP" holds
+            (two one-sided tests).
     """
 
     methods: tuple[str, ...] = ("attention", "gradcam", "gradcampp", "scorecam")
@@ -87,6 +104,11 @@ class EvalConfig:
     precision: str = "fp32"
     extra_seed_methods: tuple[str, ...] | None = None
     targets: str = "label"
+    calibration: bool = True
+    road_images: int = 100
+    road_noise: float = 0.01
+    sanity_images: int = 8
+    equivalence_margin: float = 1.0
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -113,6 +135,11 @@ class EvalConfig:
             raise ValueError(f"extra_seed_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
         if self.num_images is not None and self.num_images <= 0:
             raise ValueError(f"num_images: must be positive or null, got {self.num_images}")
+        for name in ("road_images", "sanity_images", "road_noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        if not self.equivalence_margin > 0:
+            raise ValueError(f"equivalence_margin: must be > 0 points, got {self.equivalence_margin}")
 
 
 def methods_for(pooling: str, cfg: EvalConfig, extra_seed: bool = False) -> tuple[str, ...]:
@@ -156,7 +183,7 @@ def batches_on(loader: Iterable, device: torch.device, num_classes: int | None =
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0,
             precision: str = "fp32", progress: bool = False, labelled: bool = True) -> dict[str, torch.Tensor]:
-    """Per-image ``label``, ``pred``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
+    """Per-image ``label``, ``pred``, ``logits``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
 
     ``labelled=False``: the data's labels are not the model's classes (another data set's images):
     they are kept as given but not checked against the classifier, and ``loss``/``correct`` are left out.
@@ -170,11 +197,12 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     model.eval()
     shard = Subset(dataset, list(distributed.shard_indices(len(dataset))))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
-    preds, losses, labels = [], [], []
+    preds, losses, labels, all_logits = [], [], [], []
     with autocast(device, precision):
         batches = batches_on(loader, device, num_classes_of(model) if labelled else None)
         for images, target, _ in progress_bar(batches, desc="predict", total=len(loader), disable=not progress, leave=False):
             logits = model(images).float()
+            all_logits.append(logits)
             preds.append(logits.argmax(1))
             if labelled:
                 losses.append(F.cross_entropy(logits, target, reduction="none"))
@@ -183,7 +211,8 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     empty = torch.empty(0, device=device)
     pred = torch.cat(preds) if preds else empty.long()
     label = torch.cat(labels) if labels else empty.long()
-    out = {"label": label, "pred": pred}
+    out = {"label": label, "pred": pred,
+           "logits": torch.cat(all_logits) if all_logits else empty.view(0, num_classes_of(model))}
     if labelled:
         out |= {"loss": torch.cat(losses) if losses else empty, "correct": pred == label}
     return {k: distributed.gather_per_image(v, len(dataset)) for k, v in out.items()}
@@ -252,11 +281,13 @@ def read_results(folder: Path) -> dict[str, np.ndarray]:
 
 
 def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: range,
-                      cfg: EvalConfig, device: torch.device, predictions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                      cfg: EvalConfig, device: torch.device, predictions: np.ndarray | None = None,
+                      temperature: float | None = None) -> dict[str, np.ndarray]:
     """Saliency maps and every per-image metric for ``dataset[indices]``.
 
     The explained class is the label, or with ``cfg.targets == "predicted"`` the model's prediction,
-    taken from ``predictions`` (one per image of ``dataset``).
+    taken from ``predictions`` (one per image of ``dataset``). ``temperature``: the model's fitted
+    softmax temperature, for the calibrated copies of the metrics (:func:`ca_core.metrics.evaluate_maps`).
     """
     if cfg.targets == "predicted" and predictions is None:
         raise ValueError("targets='predicted' needs the model's predictions of the whole dataset")
@@ -271,7 +302,7 @@ def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: 
         start += len(labels)
         maps = explain(model, images, method, targets=targets, **method_options(method, cfg))
         values = evaluate_maps(model, images, maps, targets, protocol=cfg.protocol,
-                               batch_size=cfg.batch_size, masks=masks, precision=cfg.precision)
+                               batch_size=cfg.batch_size, masks=masks, precision=cfg.precision, temperature=temperature)
         part = {k: v.detach().cpu().numpy() for k, v in values.items()}
         part.update(maps=maps.detach().cpu().numpy().astype(np.float16), label=labels.cpu().numpy(),
                     target=targets.cpu().numpy())
@@ -282,12 +313,15 @@ def explain_and_score(model: nn.Module, method: str, dataset: Dataset, indices: 
 
 
 def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig,
-                   out_dir: Path, key: str, progress: bool = True, label: str = "", extra_seed: bool = False) -> None:
+                   out_dir: Path, key: str, progress: bool = True, label: str = "", extra_seed: bool = False,
+                   calibration_set: Dataset | None = None) -> None:
     """Predictions and every method's results for one trained model, resuming from saved chunks.
 
     ``key`` identifies what produced the results (settings, checkpoints, code); a file written under
     another key is recomputed. ``extra_seed``: the model is a CA stream of a run's non-primary seed
-    (:func:`methods_for`).
+    (:func:`methods_for`); the primary models also get ROAD and the sanity check
+    (:func:`evaluate_extras`). ``calibration_set``: the validation split, on which the model's softmax
+    temperature is fitted (:func:`calibrate`) when ``cfg.calibration`` is on and the data is labelled.
 
     Under DDP (``torchrun``) the chunks are shared out round-robin over the ranks: each rank computes
     and writes its own chunks (the same files, with the same contents, as one process would), so a
@@ -301,11 +335,14 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     if arrays is None:
         pred = predict(model, dataset, cfg.batch_size, precision=cfg.precision, progress=progress,
                        labelled=cfg.targets == "label")
-        arrays = {"label": pred["label"].cpu().numpy(), "pred": pred["pred"].cpu().numpy()}
+        arrays = {k: pred[k].cpu().numpy() for k in ("label", "pred", "logits")}
         if "correct" in pred:
             arrays["correct"] = pred["correct"].cpu().numpy().astype(np.float32)
         if rank == 0:
             save_npz(out_dir / PREDICTIONS_FILE, arrays, key)
+    temperature = None
+    if calibration_set is not None and cfg.calibration and cfg.targets == "label":
+        temperature = calibrate(model, calibration_set, arrays, cfg, out_dir, key)["temperature"]
     jobs = [(m, i, range(s, min(s + cfg.chunk_size, n)))
             for m in methods_for(pooling, cfg, extra_seed)
             for n in [images_for(m, cfg, len(dataset))]
@@ -314,11 +351,82 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     for method, i, chunk in progress_bar(mine, desc=f"{label} saliency+metrics", disable=not (progress and rank == 0)):
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
-            save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device, arrays["pred"]), key)
+            save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device, arrays["pred"], temperature), key)
     distributed.barrier()
     if rank == 0:  # what read_results returns: these chunks of this key only
         for method in dict.fromkeys(m for m, _, _ in jobs):
             names = [f"part-{i:05d}.npz" for m, i, _ in jobs if m == method]
             write_json(out_dir / method / MANIFEST_FILE, {"key": key, "parts": names,
                                                           "images": images_for(method, cfg, len(dataset))})
+        if not extra_seed:
+            evaluate_extras(model, pooling, dataset, cfg, out_dir, key, progress, label)
     distributed.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration, ROAD and the sanity check of the primary models
+
+
+def calibrate(model: nn.Module, val_set: Dataset, test: dict[str, np.ndarray], cfg: EvalConfig,
+              out_dir: Path, key: str) -> dict[str, Any]:
+    """The model's calibration record (``calibration.json``), computed once per key: the softmax
+    temperature fitted on ``val_set`` (minimum NLL), and on the test split (``test``: the arrays of
+    ``predictions.npz``) accuracy, mean confidence, NLL, ECE and the reliability bins, raw and at
+    the fitted temperature."""
+    path = out_dir / CALIBRATION_FILE
+    record = read_json(path)
+    if record is not None and record.get("key") == key:
+        return record
+    val = predict(model, val_set, cfg.batch_size, precision=cfg.precision)
+    temperature = fit_temperature(val["logits"], val["label"])
+    logits, labels = torch.from_numpy(test["logits"]), torch.from_numpy(test["label"]).long()
+    record = {"key": key, "temperature": temperature, "n_val": len(val_set), "n_test": len(labels)}
+    for name, t in (("raw", 1.0), ("calibrated", temperature)):
+        record[name] = plain(calibration_summary(logits, labels, t))
+        record[f"reliability_{name}"] = plain(reliability(logits, labels, t))
+    if distributed.is_main():
+        write_json(path, record)
+    return record
+
+
+def plain(record: Any) -> Any:
+    """A dataclass of floats and arrays as JSON-able data (arrays as lists)."""
+    return {k: v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v for k, v in asdict(record).items()}
+
+
+def evaluate_extras(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig, out_dir: Path,
+                    key: str, progress: bool = True, label: str = "") -> None:
+    """ROAD (from the saved maps) and the sanity check of every method of a primary model, on the
+    first ``cfg.road_images`` / ``cfg.sanity_images`` images, each written once per key to
+    ``<method>/road.npz`` and ``<method>/sanity.npz``."""
+    jobs = [(m, kind) for m in methods_for(pooling, cfg) for kind, n in (("road", cfg.road_images),
+                                                                       ("sanity", cfg.sanity_images)) if n]
+    todo = [(m, kind) for m, kind in jobs if read_npz(out_dir / m / f"{kind}.npz", key) is None]
+    for method, kind in progress_bar(todo, desc=f"{label} ROAD+sanity", disable=not progress):
+        results = read_results(out_dir / method)
+        n = min(len(results["index"]), cfg.road_images if kind == "road" else cfg.sanity_images)
+        images = torch.stack([dataset[int(i)][0] for i in results["index"][:n]]).to(next(model.parameters()).device)
+        targets = torch.as_tensor(results["target"][:n], device=images.device).long()
+        if kind == "road":
+            maps = torch.as_tensor(results["maps"][:n], device=images.device).float()
+            arrays = {k: v.cpu().numpy() for k, v in road(model, images, maps, targets, noise=cfg.road_noise,
+                                                          batch_size=cfg.batch_size, seed=cfg.seed).items()}
+        else:
+            check = cascading_randomisation(model, images, targets, method, seed=cfg.seed, **method_options(method, cfg))
+            arrays = {"steps": np.array(check.steps), "correlations": check.correlations}
+        save_npz(out_dir / method / f"{kind}.npz", {**arrays, "index": results["index"][:n]}, key)
+
+
+def read_extra(folder: Path, kind: str) -> dict[str, np.ndarray] | None:
+    """``road`` or ``sanity`` results of one method folder, if written under its manifest's key."""
+    listed = read_json(Path(folder) / MANIFEST_FILE)
+    return None if listed is None else read_npz(Path(folder) / f"{kind}.npz", listed.get("key"))
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or ``None`` when missing or unreadable (to be recomputed)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -111,15 +111,21 @@ def check_labels(labels: Labels, n: int | None, num_classes: int | None, device:
     return t.long()
 
 
-def target_scores(logits: torch.Tensor, targets: torch.Tensor, score: str = "prob") -> torch.Tensor:
+def target_scores(logits: torch.Tensor, targets: torch.Tensor, score: str = "prob",
+                  temperature: float = 1.0) -> torch.Tensor:
     """The target class's softmax probability (``score="prob"``) or logit (``"logit"``), shape (B,).
 
     The one definition of "the score explained" used by Score-CAM and every metric. The softmax
-    runs in float32 at least, so half-precision models give the same probabilities.
+    runs in float32 at least, so half-precision models give the same probabilities. ``temperature``
+    divides the logits first (temperature scaling, Guo et al. 2017: a calibrated model's scores);
+    1 leaves them untouched, bit for bit.
     """
     if score not in ("prob", "logit"):
         raise ValueError(f"score must be 'prob' or 'logit', got {score!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
     logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    logits = logits if temperature == 1.0 else logits / temperature
     values = logits.softmax(dim=1) if score == "prob" else logits
     return values.gather(1, targets[:, None])[:, 0]
 

@@ -34,8 +34,9 @@ def run(tmp_path_factory) -> types.SimpleNamespace:
 
 def test_results_are_per_image_and_complete(run):
     files = sorted(p.relative_to(run.run_dir / "eval").as_posix() for p in (run.run_dir / "eval").rglob("*.npz"))
-    assert files == [f"resnet_mini/ca/{m}/part-0000{i}.npz" for m in ("attention", "gradcam") for i in range(3)] + [
-        "resnet_mini/ca/predictions.npz"] + [f"resnet_mini/gap/gradcam/part-0000{i}.npz" for i in range(3)] + [
+    chunks = [f"part-0000{i}.npz" for i in range(3)] + ["road.npz", "sanity.npz"]  # + ROAD, sanity check
+    assert files == [f"resnet_mini/ca/{m}/{f}" for m in ("attention", "gradcam") for f in chunks] + [
+        "resnet_mini/ca/predictions.npz"] + [f"resnet_mini/gap/gradcam/{f}" for f in chunks] + [
         "resnet_mini/gap/predictions.npz"]  # no raw attention for GAP
     res = load_results(run, "resnet_mini", "ca", "gradcam")
     assert res["index"].tolist() == [0, 1, 2] and res["maps"].shape == (3, 4, 4)
@@ -67,25 +68,9 @@ def test_tables_put_the_paper_beside_this_run(run):
     assert [(r["Method"], r["Pooling"]) for r in ours] == [("Raw attention", "CA"), ("Grad-CAM", "GAP"), ("Grad-CAM", "CA")]
     assert [r["AG↑"] for r in theirs] == [17.56, 22.67]  # Table 1, ResNet-50 Grad-CAM GAP / CA
     assert all(r["AD↓"].count("[") == 1 for r in ours)
-    claims = report.claims_table(run)
-    assert {r["Claim"] for r in claims} == {text for text, _, _ in paper.CLAIMS}
-    assert all(r["Holds here?"] in ("holds", "not significant", "no: opposite, significant", "no: significantly lower")
-               for r in claims)
     accuracy = report.accuracy_table(run)
     assert accuracy[0]["Paper GAP"] == 74.55 and accuracy[0]["Test images"] == 6
     assert "| Backbone |" in report.markdown_table(accuracy)
-
-
-@pytest.mark.parametrize("kind, direction, test, expected", [
-    ("improves", "up", dict(lo=1.0, hi=3.0, p=0.01), "holds"),
-    ("improves", "up", dict(lo=1.0, hi=3.0, p=0.20), "not significant"),
-    ("improves", "down", dict(lo=1.0, hi=3.0, p=0.01), "no: opposite, significant"),
-    ("worse", "down", dict(lo=1.0, hi=3.0, p=0.01), "holds"),
-    ("kept", "up", dict(lo=-3.0, hi=1.0, p=0.4), "holds"),
-    ("kept", "up", dict(lo=-3.0, hi=-1.0, p=0.01), "no: significantly lower"),
-])
-def test_verdicts(kind, direction, test, expected):
-    assert report.verdict(kind, direction, test) == expected
 
 
 def test_eval_config_checks_and_caps():

@@ -438,23 +438,3 @@ def test_bootstrap_interval_covers_a_known_mean():
         s = summarize(rng.normal(0.3, 0.2, 60), n_boot=400, seed=k)
         hits += s["lo"] <= 30 <= s["hi"]
     assert 0.88 <= hits / 200 <= 0.99
-
-
-def test_two_level_test_covers_a_known_effect_across_seeds_and_images():
-    from ca_core.metrics import two_level_test
-
-    rng = np.random.default_rng(1)
-    effect, hits, detectable = 0.05, 0, []
-    for k in range(120):  # 8 seeds, each with its own effect (spread 0.02), 80 images each (spread 0.1)
-        seeds = effect + rng.normal(0, 0.02, 8)
-        result = two_level_test([s + rng.normal(0, 0.1, 80) for s in seeds], n_boot=300, seed=k)
-        hits += result["lo"] <= 100 * effect <= result["hi"]
-        detectable.append(result["detectable"])
-    assert 0.85 <= hits / 120 <= 0.99
-    # the standard error has both parts: seeds (0.02 / sqrt 8) and images (0.1 / sqrt 640)
-    expected_se = 100 * np.sqrt(0.02 ** 2 / 8 + 0.1 ** 2 / 640)
-    assert np.median(detectable) == pytest.approx(2.8 * expected_se, rel=0.25)
-    null = two_level_test([rng.normal(0, 0.1, 80) for _ in range(8)], n_boot=500)
-    assert null["p"] > 0.05 and null["lo"] < 0 < null["hi"]
-    strong = two_level_test([0.2 + rng.normal(0, 0.1, 80) for _ in range(3)], n_boot=500)
-    assert strong["p"] < 0.01 and strong["lo"] > 0

@@ -11,7 +11,8 @@ import torch
 from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.evaluation import EvalConfig, evaluate_model
-from ca_core.repro import report, runs
+from ca_core.repro import report, runs, summary as run_summary
+from ca_core.repro.claims import Verdict
 from ca_core.repro.config import Profile
 from ca_core.train import TrainConfig
 
@@ -40,9 +41,9 @@ def run(tmp_path_factory):
     try:
         for (pooling, seed), model in models.items():
             evaluate_model(model, pooling, test, profile.eval, runs.model_dir(profile, "resnet_mini", pooling, seed),
-                           "key", progress=False)
-        summary = report.results_summary(profile)
-        path = report.write_results(profile)
+                           "key", progress=False, extra_seed=seed == 1, calibration_set=test)
+        summary = run_summary.results_summary(profile)
+        path = run_summary.write_results(profile)
         written = json.loads(path.read_text())
         regime = report.regime_check(profile)
         expected = {m: runs.load_results(profile, "resnet_mini", "gap", m) for m in ("gradcam", "centre")}
@@ -55,24 +56,39 @@ def run(tmp_path_factory):
 
 def test_results_json_schema(run):
     s = run["summary"]
-    assert set(s) == {"schema", "profile", "seeds", "settings", "kept_stale", "accuracy", "results", "claims", "regime",
-                      "targets"}
-    assert s["schema"] == report.SCHEMA and s["seeds"] == [0, 1] and s["settings"]["seeds"] == [0, 1]
+    assert set(s) == {"schema", "profile", "seeds", "settings", "kept_stale", "accuracy", "calibration", "results",
+                      "claims", "road", "sanity", "regime", "targets"}
+    assert s["schema"] == run_summary.SCHEMA and s["seeds"] == [0, 1] and s["settings"]["seeds"] == [0, 1]
     assert run["written"] == json.loads(json.dumps(s))  # what was written is the summary, as JSON
     assert {(a["pooling"], a["seed"]) for a in s["accuracy"]} == {("gap", None), ("ca", 0), ("ca", 1)}
     kinds = {(r["pooling"], r["seed"], r["method"]): r["kind"] for r in s["results"]}
     assert kinds[("gap", None, "random")] == kinds[("ca", 1, "centre")] == "baseline"
     assert kinds[("ca", 0, "attention")] == "attention" and ("gap", None, "attention") not in kinds
+    paper_metrics = {"ad", "ag", "ai", "insertion", "deletion", "insertion_norm", "deletion_norm"}
     for r in s["results"]:
         assert r["n_images"] == 4
-        assert set(r["metrics"]) == {"ad", "ag", "ai", "insertion", "deletion", "pointing", "pointing_tol", "energy"}
+        assert set(r["metrics"]) == paper_metrics | {f"{m}_cal" for m in paper_metrics} | {"pointing", "pointing_tol", "energy"}
         for m in r["metrics"].values():
             assert set(m) == {"mean", "lo", "hi"} and m["lo"] <= m["mean"] <= m["hi"]
+    for c in s["calibration"]:
+        assert c["temperature"] > 0 and 0 <= c["ece"] <= 1 and set(c) >= {"nll", "confidence", "calibrated"}
+    assert len(s["calibration"]) == 3
     claims = s["claims"]
-    assert {c["method"] for c in claims} == {None, "gradcam"}  # baselines and attention are not claims
+    assert {c["method"] for c in claims} == {None, "gradcam", "random", "centre"}  # attention is not a claim
+    verdicts = {v.value for v in Verdict}
     for c in claims:
-        assert c["n_seeds"] == 2 and 0 <= c["seeds_holding"] <= 2 and c["lo"] <= c["diff"] <= c["hi"]
-        assert c["verdict"] in ("holds", "not significant", "no: opposite, significant", "no: significantly lower")
+        comparisons = {"raw"} if c["method"] is None else {"raw", "calibrated"} | (
+            {"vs_random", "vs_centre"} - {f"vs_{c['method']}"})
+        assert c["n_seeds"] == 2 and set(c) >= comparisons, c
+        for name in comparisons:
+            t = c[name]
+            assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 <= t["p"] <= t["p_holm"] <= 1 and t["verdict"] in verdicts
+    assert {(r["pooling"], r["method"]) for r in s["road"]} == {("gap", "gradcam"), ("gap", "random"), ("gap", "centre"),
+                                                              ("ca", "attention"), ("ca", "gradcam"), ("ca", "random"),
+                                                              ("ca", "centre")}
+    sanity = {(r["pooling"], r["method"]): r for r in s["sanity"]}
+    assert not sanity[("ca", "centre")]["passes"]
+    assert np.allclose(list(sanity[("ca", "centre")]["median_correlation"].values()), 1.0)
 
 
 def test_regime_check_is_computed_from_the_saved_results(run):

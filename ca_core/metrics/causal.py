@@ -23,6 +23,8 @@ from .protocols import Protocol
 from ..utils import chunks, target_scores
 
 CURVES = ("insertion", "deletion")
+#: The key suffix of the metrics on temperature-scaled (calibrated) scores.
+CALIBRATED = "_cal"
 
 
 def blur_kernel(size: int, sigma: float, *, dtype: torch.dtype = torch.float32,
@@ -103,8 +105,12 @@ def _segments(image: torch.Tensor, curve: torch.Tensor) -> list[tuple[int, int, 
 def causal_curves(
     model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, *,
     protocol: Protocol, batch_size: int = 64, clean_logits: torch.Tensor | None = None,
+    temperature: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Insertion and Deletion curves, each (B, n_points), and their AUCs, each (B,).
+
+    With ``temperature``, the same curves and AUCs of the temperature-scaled scores too (keys
+    suffixed ``_cal``), read from the same forward passes.
 
     Args:
         model: classifier in eval mode (called under the caller's ``torch.inference_mode``).
@@ -114,6 +120,7 @@ def causal_curves(
         protocol: steps, substrates, blur kernel and score kind.
         batch_size: perturbed images per forward pass (bounds the memory used).
         clean_logits: (B,K) logits of the clean images, when already computed, to reuse them.
+        temperature: a softmax temperature (e.g. fitted on validation data) for the ``_cal`` keys.
     """
     n_images, _, height, width = images.shape
     n_points, step = protocol.n_points(height, width), protocol.pixels_per_step(width)
@@ -122,7 +129,8 @@ def causal_curves(
     jobs = _jobs(n_images, n_points, clean_logits is not None)
     image, curve, point = (j.to(images.device) for j in jobs)
     thresholds = point * step
-    curves = images.new_empty(n_images, len(CURVES), n_points)
+    scales = {"": 1.0} | ({CALIBRATED: temperature} if temperature is not None else {})
+    curves = images.new_empty(len(scales), n_images, len(CURVES), n_points)
     buffer = images.new_empty(min(batch_size, len(image)), *images.shape[1:])  # reused by every chunk
     ranked = None  # (image index, its pixel ranks): jobs are image-major, so each image is ranked once
     for s in chunks(len(image), batch_size):
@@ -134,12 +142,15 @@ def causal_curves(
             substrate = _substrate(substrates[c], images[i], kernel)
             shown, hidden = (images[i], substrate) if CURVES[c] == "insertion" else (substrate, images[i])
             torch.where(changed, shown, hidden, out=batch[start:stop])
-        scores = target_scores(model(batch), targets[image[s]], protocol.score)
-        curves[image[s], curve[s], point[s]] = scores.to(curves.dtype)
-    if clean_logits is not None:
-        clean = target_scores(clean_logits, targets, protocol.score).to(curves.dtype)
-        curves[:, CURVES.index("insertion"), -1] = clean
-        curves[:, CURVES.index("deletion"), 0] = clean
-    result = {f"{name}_curve": curves[:, i] for i, name in enumerate(CURVES)}
-    result.update({name: auc(curves[:, i]) for i, name in enumerate(CURVES)})
+        logits = model(batch)
+        for j, t in enumerate(scales.values()):
+            curves[j, image[s], curve[s], point[s]] = target_scores(logits, targets[image[s]], protocol.score, t).to(curves.dtype)
+    result = {}
+    for j, (suffix, t) in enumerate(scales.items()):
+        if clean_logits is not None:
+            clean = target_scores(clean_logits, targets, protocol.score, t).to(curves.dtype)
+            curves[j, :, CURVES.index("insertion"), -1] = clean
+            curves[j, :, CURVES.index("deletion"), 0] = clean
+        result.update({f"{name}_curve{suffix}": curves[j, :, i] for i, name in enumerate(CURVES)})
+        result.update({f"{name}{suffix}": auc(curves[j, :, i]) for i, name in enumerate(CURVES)})
     return result

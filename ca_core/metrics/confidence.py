@@ -7,6 +7,8 @@ code, machine epsilon is added to the denominators.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -33,12 +35,15 @@ def mask_images(
 def masked_probs(
     model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor, *,
     masking: str, mean: torch.Tensor, std: torch.Tensor, batch_size: int,
+    temperatures: Sequence[float] = (1.0,),
 ) -> torch.Tensor:
-    """O: the target's probability on each masked image, built and forwarded ``batch_size`` at a time."""
-    return torch.cat([
-        target_scores(model(mask_images(images[s], maps[s], masking, mean, std)), targets[s])
-        for s in chunks(len(images), batch_size)
-    ])
+    """O: the target's probability on each masked image, (len(temperatures), B), one row per
+    softmax temperature from the same forward passes; built and forwarded ``batch_size`` at a time."""
+    rows = []
+    for s in chunks(len(images), batch_size):
+        logits = model(mask_images(images[s], maps[s], masking, mean, std))
+        rows.append(torch.stack([target_scores(logits, targets[s], temperature=t) for t in temperatures]))
+    return torch.cat(rows, dim=1)
 
 
 def average_drop(clean: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:

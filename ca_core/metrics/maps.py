@@ -14,13 +14,25 @@ from torch import nn
 
 from ..models import normalisation
 from ..saliency import upsample
-from .causal import causal_curves
+from .causal import CALIBRATED, CURVES, causal_curves
 from .confidence import confidence_metrics, masked_probs
 from .localisation import energy_pointing_game, paper_tolerance, pointing_game
 from .protocols import Protocol, get_protocol
 from ..utils import Autocast, check_labels, check_precision, chunks, target_scores
 
 MAP_TOLERANCE = 1e-5  # how far outside [0, 1] a map value may stray from rounding
+
+
+def normalised_aucs(results: dict[str, torch.Tensor], suffix: str = "") -> dict[str, torch.Tensor]:
+    """Insertion and Deletion divided by the full-image score of each image (the curve's clean point:
+    the last of insertion, the first of deletion): ``"insertion_norm"``/``"deletion_norm"`` (+ suffix).
+
+    A model that gives every image a higher probability raises Insertion and Deletion together;
+    divided by that probability, the curves compare how the map orders the pixels.
+    """
+    clean = {"insertion": results[f"insertion_curve{suffix}"][:, -1], "deletion": results[f"deletion_curve{suffix}"][:, 0]}
+    return {f"{name}_norm{suffix}": results[f"{name}{suffix}"] / clean[name].clamp_min(torch.finfo(clean[name].dtype).tiny)
+            for name in CURVES}
 
 
 @contextmanager
@@ -79,8 +91,16 @@ def evaluate_maps(
     batch_size: int = 64,
     masks: torch.Tensor | None = None,
     precision: str = "fp32",
+    temperature: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image AD, AG, AI, Insertion, Deletion (and localisation) of saliency maps.
+
+    Every one of these metrics reads the model's softmax probability, so it moves with the model's
+    confidence whatever the map. Two views help separate the two: the *normalised* Insertion and
+    Deletion (each AUC divided by the target's full-image probability Y, so a model that is more
+    confident everywhere does not score higher by that alone), and with ``temperature`` every metric
+    again on the temperature-scaled probabilities softmax(z / T) (a model at matched calibration),
+    computed from the same forward passes.
 
     Args:
         model: a classifier returning logits (GAP or CA-Stream model); run in eval mode.
@@ -94,10 +114,14 @@ def evaluate_maps(
         masks: optional (B,H,W) bool ground-truth masks at the image size, for localisation.
         precision: ``"fp32"`` (the reported numbers), ``"bf16"`` or ``"fp16"`` (CUDA): the autocast
             dtype of the model's forward passes; masking, blurring and scores stay float32.
+        temperature: a softmax temperature (e.g. :func:`ca_core.metrics.fit_temperature` on validation
+            logits) for the calibrated copies of the metrics (keys suffixed ``_cal``).
 
     Returns:
         ``"ad"``, ``"ag"``, ``"ai"`` (fractions; ai is 0/1), ``"insertion"``, ``"deletion"``
-        (normalised AUCs), each (B,); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
+        (normalised AUCs), each (B,); ``"insertion_norm"``, ``"deletion_norm"`` (the AUCs divided
+        by the full-image score, (B,)); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
+        with ``temperature`` the same keys suffixed ``_cal`` (curves: ``"insertion_curve_cal"``);
         with masks also ``"pointing"`` (0/1, no margin), ``"pointing_tol"`` (0/1, with the usual
         margin of 15 px at 224 px, scaled) and ``"energy"`` (fraction), each (B,).
     """
@@ -115,12 +139,15 @@ def evaluate_maps(
         clean_logits = torch.cat([net(images[s]) for s in chunks(n_images, batch_size)])
         targets = (clean_logits.argmax(dim=1) if targets is None
                    else check_labels(targets, n_images, clean_logits.shape[1], images.device))
-        clean = target_scores(clean_logits, targets)
-        masked = masked_probs(net, images, maps, targets, masking=protocol.masking,
-                              mean=mean_t, std=std_t, batch_size=batch_size)
-        results = confidence_metrics(clean, masked)
-        results.update(causal_curves(net, images, maps, targets, protocol=protocol,
-                                     batch_size=batch_size, clean_logits=clean_logits))
+        scales = {"": 1.0} | ({CALIBRATED: temperature} if temperature is not None else {})
+        masked = masked_probs(net, images, maps, targets, masking=protocol.masking, mean=mean_t, std=std_t,
+                              batch_size=batch_size, temperatures=tuple(scales.values()))
+        results = causal_curves(net, images, maps, targets, protocol=protocol, batch_size=batch_size,
+                                clean_logits=clean_logits, temperature=temperature)
+        for row, (suffix, t) in zip(masked, scales.items()):
+            clean = target_scores(clean_logits, targets, temperature=t)
+            results.update({f"{k}{suffix}": v for k, v in confidence_metrics(clean, row).items()})
+            results.update(normalised_aucs(results, suffix))
         if masks is not None:
             results.update(pointing=pointing_game(maps, masks), energy=energy_pointing_game(maps, masks),
                            pointing_tol=pointing_game(maps, masks, paper_tolerance(height, width)))

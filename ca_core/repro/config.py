@@ -95,6 +95,16 @@ SECTIONS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig}
 
 
 @dataclass
+class Ablation:
+    """A labelled ablation of a profile: one more CA stream of ``backbone``, on the primary seed, trained
+    with the ``train`` settings changed (e.g. ``{label_smoothing: 0.0}``); evaluated with the methods
+    of the other seeds' streams (``eval.extra_seed_methods``) and shown beside the primary stream."""
+
+    backbone: str
+    train: dict[str, Any]
+
+
+@dataclass
 class Profile:
     """One validated profile of ``_config.yml``.
 
@@ -105,6 +115,9 @@ class Profile:
     ``keep_stale``: training stages (``"<backbone>/<gap|ca|ca-seed<S>>"``) to keep although the
     code or settings that made them changed, instead of training them again; the book marks every
     number that depends on them.
+
+    ``ablations``: labelled ablations, each one more CA stream of a backbone (primary seed) trained
+    with some train settings changed (:class:`Ablation`); the method stays the paper's.
 
     ``models_from``: the profile whose trained models this one evaluates on its own data, training
     nothing (the paper's MIT 67 figure: ImageNet-trained streams on unseen scenes). Its ``train``,
@@ -122,6 +135,7 @@ class Profile:
     keep_stale: list[str] = field(default_factory=list)
     models_from: str | None = None
     model_classes: int | None = None
+    ablations: dict[str, "Ablation"] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -271,9 +285,10 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 # Profiles
 
-PROFILE_KEYS = ("description", "data", "models", "models_from", "pretrained", "seeds", "keep_stale", "train", "eval")
+PROFILE_KEYS = ("description", "data", "models", "models_from", "pretrained", "seeds", "keep_stale", "train", "eval",
+                "ablations")
 #: What a profile with ``models_from`` takes from that profile, and so may not set itself.
-INHERITED_KEYS = ("train", "seeds", "pretrained", "keep_stale")
+INHERITED_KEYS = ("train", "seeds", "pretrained", "keep_stale", "ablations")
 
 
 def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = True, root: Path = Path("."),
@@ -319,6 +334,7 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         description=check_value(settings.get("description", ""), str, f"{path}.description"),
         pretrained=_pretrained(settings.get("pretrained", False), models, f"{path}.pretrained"),
         keep_stale=_stages(settings.get("keep_stale", []), models, seeds, f"{path}.keep_stale"),
+        ablations=_ablations(settings.get("ablations", {}), models, sections["train"], f"{path}.ablations"),
         settings=dict(settings),
         **sections,
     )
@@ -353,7 +369,7 @@ def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: boo
         raise ConfigError(f"{path}.eval.targets: the data's {profile.data.num_classes} classes are not the "
                           f"{source.data.num_classes} classes of profiles.{source_name}'s models; set targets: predicted")
     profile = dataclasses.replace(profile, train=source.train, seeds=source.seeds, pretrained=source.pretrained,
-                                  keep_stale=source.keep_stale, models_from=source_name, model_classes=source.data.num_classes,
+                                  keep_stale=source.keep_stale, ablations=source.ablations, models_from=source_name, model_classes=source.data.num_classes,
                                   settings=dict(settings))
     if check_paths:
         check_data_paths(profile, root)
@@ -369,6 +385,30 @@ def _stages(value: Any, models: list[str], seeds: list[int], path: str) -> list[
         if stage not in valid:
             raise ConfigError(f"{path}: {stage!r} is not a training stage of this profile (one of: {', '.join(valid)})")
     return stages
+
+
+ABLATION_NAME = re.compile(r"^[a-z0-9_]+$")
+
+
+def _ablations(value: Any, models: list[str], train: TrainConfig, path: str) -> dict[str, Ablation]:
+    """``{name: {backbone: <one of models>, train: {<TrainConfig key>: value}}}``, each validated."""
+    ablations = check_value(value, dict[str, dict[str, Any]], path)
+    out = {}
+    for name, spec in ablations.items():
+        if not ABLATION_NAME.match(name):
+            raise ConfigError(f"{path}.{name}: an ablation's name must be lower-case letters, digits and _")
+        unknown = set(spec) - {"backbone", "train"}
+        if unknown or "backbone" not in spec:
+            raise ConfigError(f"{path}.{name}: expected keys backbone and train, got {sorted(spec)}")
+        backbone = check_value(spec["backbone"], str, f"{path}.{name}.backbone")
+        if backbone not in models:
+            raise ConfigError(f"{path}.{name}.backbone: not one of the profile's models ({', '.join(models)})")
+        overrides = check_value(spec.get("train", {}), dict[str, Any], f"{path}.{name}.train")
+        base = train.for_backbone(backbone)
+        from_dict(TrainConfig, {f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | overrides,
+                  f"{path}.{name}.train")
+        out[name] = Ablation(backbone, dict(overrides))
+    return out
 
 
 def _pretrained(value: Any, models: list[str], path: str) -> bool | dict[str, Path]:

@@ -105,13 +105,20 @@ def models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
             yield backbone, "ca", seed
 
 
+def ablations(profile: Profile) -> Iterator[tuple[str, str]]:
+    """Every labelled ablation's ``(backbone, name)``: one more CA stream, on the primary seed."""
+    for name, ablation in profile.ablations.items():
+        yield ablation.backbone, name
+
+
 def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
-                 device: torch.device | None = None) -> nn.Module:
-    """The trained GAP or CA model of a backbone, in eval mode on ``device`` (default: the best available)."""
+                 device: torch.device | None = None, ablation: str | None = None) -> nn.Module:
+    """The trained GAP or CA model of a backbone (or the CA stream of a labelled ``ablation``), in
+    eval mode on ``device`` (default: the best available)."""
     pretrained = profile.pretrained_for(backbone)
     gap_checkpoint = None if pretrained else checkpoint_path(profile, backbone, "gap")
     model = compose(backbone, pooling, profile.num_classes, pretrained, gap_checkpoint,
-                    checkpoint_path(profile, backbone, "ca", seed) if pooling == "ca" else None)
+                    checkpoint_path(profile, backbone, "ca", seed, ablation) if pooling == "ca" else None)
     return model.to(device or default_device()).eval()
 
 
@@ -154,6 +161,14 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
                       keep=folder.relative_to(profile.run_dir / "train").as_posix() in profile.keep_stale)
         result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
         rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
+    for backbone, name in ablations(profile):
+        cfg = dataclasses.replace(profile.train.for_backbone(backbone), seed=profile.seeds[0],
+                                  **profile.ablations[name].train)
+        model = initial_model(profile, backbone, "ca", cfg.seed)
+        folder = stage_dir(profile, backbone, "ca", ablation=name)
+        prepare_stage(folder, stage_key(profile, backbone, "ca", cfg, model, start_checkpoint(profile, backbone, "ca")))
+        result = train(cfg, model, sets["train"], sets["val"], folder, stage="ca", progress=progress)
+        rows.append({"Backbone": backbone, "Stage": f"CA (ablation: {name})", "Seed": cfg.seed, **_result_cells(result)})
     return rows
 
 
@@ -248,15 +263,22 @@ def fingerprint(settings: dict[str, Any], checkpoint_files: list[Path], weights:
 def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
     cfg = profile.eval
-    test = eval_split(profile)
-    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision", "targets")
+    sets = datasets(profile, ("val", "test"))
+    test = sets["test"]
+    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision", "targets",
+                   "calibration", "road_images", "road_noise", "sanity_images")
     used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
     for backbone, pooling, seed in models(profile):
         model = load_trained(profile, backbone, pooling, seed)
         key = fingerprint(used, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, backbone, model))
         folder = model_dir(profile, backbone, pooling, seed)
         evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
-                       extra_seed=seed not in (None, profile.seeds[0]))
+                       extra_seed=seed not in (None, profile.seeds[0]), calibration_set=sets["val"])
+    for backbone, name in ablations(profile):
+        model = load_trained(profile, backbone, "ca", ablation=name)
+        key = fingerprint(used, checkpoints(profile, backbone, "ca", ablation=name), weights_digest(profile, backbone, model))
+        evaluate_model(model, "ca", test, cfg, model_dir(profile, backbone, "ca", ablation=name), key, progress,
+                       label=f"{backbone}/ca-{name}", extra_seed=True, calibration_set=sets["val"])
     if is_main():
         write_json(eval_dir(profile) / "settings.json", used)
     return eval_dir(profile)

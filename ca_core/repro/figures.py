@@ -227,15 +227,18 @@ def explorer_image(rgb: np.ndarray, mask: np.ndarray | None, maps: Mapping[str, 
     return encode(fig, EXPLORER_DPI, EXPLORER_COLOURS)
 
 
-VERDICT_COLOURS = {"holds": "tab:green", "not significant": "tab:gray", "no: opposite, significant": "tab:red",
-                   "no: significantly lower": "tab:red"}
+VERDICT_COLOURS = {"holds": "tab:green", "not significant": "tab:gray", "opposite, significant": "tab:red",
+                   "equivalence not shown": "tab:gray"}
+#: The marker of each comparison of :class:`ca_core.repro.claims.Comparison` in the forest plot.
+COMPARISON_MARKERS = {"raw": "o", "vs_random": "s", "vs_centre": "D", "calibrated": "^"}
 
 
-def forest_plot(tests: Sequence[Mapping[str, object]], labels: Mapping[str, str]) -> Figure:
-    """CA − GAP per claim x backbone x method with its 95 % interval, coloured by verdict, and the
-    paper's difference as a black cross; one panel per metric (its claimed direction in the title).
+def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequence[str] = ("raw", "vs_random")) -> Figure:
+    """CA − GAP per claim x backbone x method with its 95 % interval, one marker per comparison
+    (raw; the map effect against the random map), coloured by verdict (Holm-corrected), the baselines'
+    own raw rows in grey italics and the paper's difference as a black cross; one panel per metric.
 
-    ``tests`` are :func:`ca_core.repro.report.claim_tests` rows; ``labels`` name the methods.
+    ``tests`` are :class:`ca_core.repro.claims.ClaimTest` records; ``labels`` name the methods.
     """
     if not tests:  # e.g. a run of raw attention alone, or without labels
         fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.6))
@@ -243,6 +246,103 @@ def forest_plot(tests: Sequence[Mapping[str, object]], labels: Mapping[str, str]
         ax.text(0.5, 0.5, "No claim of the paper is testable on this run (it needs the paper's CAMs, or labels).",
                 ha="center", va="center", fontsize=10)
         return fig
+    metrics = list(dict.fromkeys(t.metric for t in tests))
+    rows = {m: [t for t in tests if t.metric == m] for m in metrics}
+    height = max(len(r) for r in rows.values())
+    cols = min(2, len(metrics))
+    grid_rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, grid_rows * (1.1 + 0.3 * height) + 0.6),
+                             squeeze=False)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_axis_off()
+    offsets = np.linspace(0.18, -0.18, len(comparisons)) if len(comparisons) > 1 else [0.0]
+    for ax, metric in zip(axes.ravel(), metrics):
+        group = rows[metric]
+        y = np.arange(len(group))[::-1]
+        ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
+        for yi, t in zip(y, group):
+            for dy, comparison in zip(offsets, comparisons):
+                c = next((k for k in t.tests if k.value == comparison), None)
+                if c is None:
+                    continue
+                r = t.tests[c]
+                ax.errorbar(r.diff, yi + dy, xerr=[[r.diff - r.lo], [r.hi - r.diff]], fmt=COMPARISON_MARKERS[comparison],
+                            ms=4.5, color=VERDICT_COLOURS.get(r.verdict.value, "tab:gray"), capsize=2.5,
+                            alpha=0.55 if t.baseline else 1.0)
+            if t.paper_diff is not None:
+                ax.plot(t.paper_diff, yi, "x", color="black", ms=7)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{t.backbone} · {labels.get(str(t.method), 'accuracy')}" for t in group], fontsize=8.5)
+        for tick, t in zip(ax.get_yticklabels(), group):
+            if t.baseline:
+                tick.set_color("dimgray")
+                tick.set_fontstyle("italic")
+        direction = group[0].direction
+        ax.set_title(f"{metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=10)
+        ax.set_xlabel("CA − GAP (points)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
+               for v, c in list(VERDICT_COLOURS.items())[:3]]
+    handles += [plt.Line2D([], [], color="black", marker=COMPARISON_MARKERS[c], ls="", mfc="none",
+                           label={"raw": "raw", "vs_random": "map effect (− random's)", "vs_centre": "map effect (− centre's)",
+                                  "calibrated": "matched calibration"}[c]) for c in comparisons]
+    handles.append(plt.Line2D([], [], color="black", marker="x", ls="", label="paper (ImageNet)"))
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return fig
+
+
+def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:
+    """One reliability diagram per model (``records``: name -> calibration record of
+    :func:`ca_core.evaluation.calibrate`): accuracy against confidence per bin, raw and at the
+    fitted temperature, with the diagonal of perfect calibration."""
+    n = max(len(records), 1)
+    cols = min(n, 5)
+    grid_rows = -(-n // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, 1.95 * grid_rows + 0.4), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    for ax, (name, record) in zip(axes.ravel(), records.items()):
+        for kind, style in (("raw", dict(color="tab:red", marker="o")), ("calibrated", dict(color="tab:blue", marker="s"))):
+            bins = record[f"reliability_{kind}"]
+            keep = np.asarray(bins["count"]) > 0
+            ax.plot(np.asarray(bins["confidence"])[keep], np.asarray(bins["accuracy"])[keep], ms=3, lw=1, **style,
+                    label=f"{kind} (ECE {100 * record[kind]['ece']:.1f})")
+        ax.plot([0, 1], [0, 1], color="black", lw=0.7, ls=":")
+        ax.set_title(f"{name}, T = {record['temperature']:.2f}", fontsize=8.5)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, loc="upper left", frameon=False)
+    fig.supxlabel("confidence", fontsize=9)
+    fig.supylabel("accuracy", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def sanity_curves(checks: Sequence, labels: Mapping[str, str]) -> Figure:
+    """The parameter randomisation check: the median Spearman correlation between trained and
+    randomised maps after each top-down step, one panel per backbone x pooling, one line per method."""
+    panels = list(dict.fromkeys((b, p) for b, _, p, _ in checks))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(BOOK_WIDTH, 3.1), squeeze=False, sharey=True)
+    for ax, (backbone, pooling) in zip(axes[0], panels):
+        for b, method, p, result in checks:
+            if (b, p) == (backbone, pooling):
+                ax.plot(range(len(result.steps)), list(result.summary().values()), marker=".", lw=1, label=labels.get(method, method))
+                steps = result.steps
+        ax.axhline(0.5, color="black", lw=0.7, ls=":")
+        ax.set_xticks(range(len(steps)))
+        ax.set_xticklabels(steps, rotation=70, fontsize=6)
+        ax.set_title(f"{backbone} · {pooling.upper()}", fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("median Spearman ρ", fontsize=9)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 5), fontsize=7.5, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    return fig
     metrics = list(dict.fromkeys(str(t["metric"]) for t in tests))
     rows = {m: [t for t in tests if t["metric"] == m] for m in metrics}
     height = max(len(r) for r in rows.values())

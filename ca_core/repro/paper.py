@@ -75,3 +75,11 @@ def paper_value(backbone: str, method: str, pooling: str, metric: str) -> float 
     (another backbone, or raw attention, which the paper shows only qualitatively)."""
     row = TABLE1.get((backbone, method, pooling))
     return None if row is None else row[metric]
+
+
+def paper_backbone(backbone: str) -> str | None:
+    """The paper's backbone of the same family (``resnet_mini`` -> ``resnet50``), or ``None``."""
+    if backbone in ACCURACY:
+        return backbone
+    family = next((f for f in ("convnext", "resnet") if backbone.startswith(f)), None)
+    return {"resnet": "resnet50", "convnext": "convnext_base"}.get(family)

@@ -21,21 +21,19 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from ..evaluation import method_options, predict
-from ..metrics import evaluate_maps, paired_test, summarize, two_level_test
+from ..evaluation import method_options, methods_for, predict
+from ..metrics import SanityResult, crossed_test, evaluate_maps, paired_test, summarize
 from ..models import POOLINGS
 from ..saliency import METHODS, explain
 from ..utils import write_json
 from . import paper
 from .config import CONFIG_FILE, Profile
-from .experiment import eval_split, evaluated_seeds, load_trained, models, settings
+from .experiment import ablations, eval_split, load_trained, models, settings
 from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
-from .runs import artefacts, load_predictions, load_results, model_dir, timings_path
+from .runs import artefacts, load_calibration, load_extra, load_predictions, load_results, model_dir, timings_path
 
 Row = dict[str, Any]
 
-#: Version of the layout of ``runs/<profile>/results.json``.
-SCHEMA = "ca_core.results/1"
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -67,16 +65,8 @@ def ci(summary: dict[str, float]) -> str:
     return f"{summary['mean']:.2f} [{summary['lo']:.2f},\u00a0{summary['hi']:.2f}]"
 
 
-def paper_backbone(backbone: str) -> str | None:
-    """The paper's backbone of the same family (``resnet_mini`` -> ``resnet50``), or ``None``."""
-    if backbone in paper.ACCURACY:
-        return backbone
-    family = next((f for f in ("convnext", "resnet") if backbone.startswith(f)), None)
-    return {"resnet": "resnet50", "convnext": "convnext_base"}.get(family)
-
-
 def _paper_source(backbone: str) -> str:
-    ref = paper_backbone(backbone)
+    ref = paper.paper_backbone(backbone)
     return f"paper ({paper.BACKBONE_LABELS[ref]}, ImageNet)" if ref else "paper"
 
 
@@ -134,7 +124,7 @@ def accuracy_table(profile: Profile) -> list[Row]:
     for backbone in profile.models if profile.labelled else []:
         gap, ca = (load_predictions(profile, backbone, p)["correct"] for p in POOLINGS)
         test = paired_test(gap, ca, n_boot=cfg.n_boot, seed=cfg.seed)
-        ref = paper.ACCURACY.get(paper_backbone(backbone) or "", {})
+        ref = paper.ACCURACY.get(paper.paper_backbone(backbone) or "", {})
         rows.append({
             "Backbone": backbone_label(profile, backbone), "Test images": len(gap),
             "GAP": ci(summarize(gap, cfg.n_boot, cfg.seed)), "CA": ci(summarize(ca, cfg.n_boot, cfg.seed)),
@@ -154,73 +144,11 @@ def interpretability_table(profile: Profile) -> list[Row]:
                 "Source": f"this run ({len(res['label'])} images)"}
         rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
                             for m in paper.METRICS})
-        ref = paper.TABLE1.get((paper_backbone(backbone), method, pooling))
+        ref = paper.TABLE1.get((paper.paper_backbone(backbone), method, pooling))
         if ref:
             rows.append({"Backbone": "", "Method": "", "Pooling": "", "Source": _paper_source(backbone)}
                         | {paper.METRIC_LABELS[m]: ref[m] for m in paper.METRICS})
     return rows
-
-
-def verdict(kind: str, direction: str, test: dict[str, float], alpha: float = 0.05) -> str:
-    """Whether a claim holds given the paired test of CA - GAP.
-
-    "improves": CA better in the metric's direction; "worse": CA worse in it; "kept": CA not
-    significantly worse. Significant = the bootstrap 95% interval excludes 0 *and* the sign-flip
-    test gives ``p < alpha`` (both, so a small sample never passes on one of them alone).
-    """
-    significant = test["p"] < alpha
-    better = significant and (test["lo"] > 0 if direction == "up" else test["hi"] < 0)
-    worse = significant and (test["hi"] < 0 if direction == "up" else test["lo"] > 0)
-    if kind == "kept":
-        return "no: significantly lower" if worse else "holds"
-    wanted, opposite = (better, worse) if kind == "improves" else (worse, better)
-    return "holds" if wanted else ("no: opposite, significant" if opposite else "not significant")
-
-
-def claim_tests(profile: Profile) -> list[dict[str, Any]]:
-    """Each paper claim per backbone (and CAM method of the paper), tested across the CA stream's
-    training seeds.
-
-    Per seed, CA - GAP on the same images (paired sign-flip test); over all seeds, a two-level
-    bootstrap (seeds, then images: :func:`ca_core.metrics.two_level_test`), whose interval, p and
-    smallest detectable difference decide the verdict. Values in points (percent).
-    """
-    cfg, out = profile.eval, []
-    cams = [m for m in cfg.methods if m in paper.PAPER_CAMS]
-    for backbone in profile.models:
-        ref = paper_backbone(backbone)
-        for text, kind, metric in paper.CLAIMS:
-            for method in ([None] if metric is None else cams) if metric or profile.labelled else []:
-                if method is None:  # accuracy
-                    gap = load_predictions(profile, backbone, "gap")["correct"]
-                    cas = [load_predictions(profile, backbone, "ca", s)["correct"] for s in profile.seeds]
-                    direction = "up"
-                    paper_diff = paper.ACCURACY[ref]["ca"] - paper.ACCURACY[ref]["gap"] if ref else None
-                else:
-                    gap = load_results(profile, backbone, "gap", method)[metric]
-                    cas = [load_results(profile, backbone, "ca", method, s)[metric] for s in evaluated_seeds(profile, method)]
-                    direction = paper.METRICS[metric]
-                    cells = [paper.TABLE1.get((ref, method, p)) for p in POOLINGS]
-                    paper_diff = cells[1][metric] - cells[0][metric] if all(cells) else None
-                per_seed = [verdict(kind, direction, paired_test(gap, ca, cfg.n_boot, cfg.seed)) for ca in cas]
-                test = two_level_test([ca - gap for ca in cas], cfg.n_boot, cfg.seed)
-                out.append({"claim": text, "kind": kind, "metric": metric or "accuracy", "backbone": backbone,
-                            "method": method, "direction": direction, "n_images": len(gap), "n_seeds": len(cas),
-                            **test, "verdict": verdict(kind, direction, test),
-                            "seeds_holding": sum(v == "holds" for v in per_seed), "paper_diff": paper_diff})
-    return out
-
-
-def claims_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -> list[Row]:
-    """:func:`claim_tests` (computed unless given) as table rows."""
-    return [{
-        "Claim": t["claim"], "Backbone": backbone_label(profile, t["backbone"]),
-        "Method": paper.METHOD_LABELS[t["method"]] if t["method"] else "–",
-        "CA − GAP (this run)": ci({"mean": t["diff"], "lo": t["lo"], "hi": t["hi"]}),
-        "p": f"{t['p']:.3f}", "Detectable": f"{t['detectable']:.2f}",
-        "Seeds holding": f"{t['seeds_holding']}/{t['n_seeds']}",
-        "Paper CA − GAP": t["paper_diff"], "Holds here?": t["verdict"],
-    } for t in (claim_tests(profile) if tests is None else tests)]
 
 
 def localisation_table(profile: Profile) -> list[Row]:
@@ -397,41 +325,6 @@ def regime_table(profile: Profile) -> list[Row]:
     return rows
 
 
-#: Per-image values summarised in results.json when present.
-SUMMARISED = (*paper.METRICS, "pointing", "pointing_tol", "energy")
-
-
-def results_summary(profile: Profile) -> dict[str, Any]:
-    """The whole run as plain data: see ``book``'s reproduction page for the schema (``results.json``)."""
-    cfg, evaluated = profile.eval, set(settings(profile))
-    accuracy, results = [], []
-    for backbone, pooling, seed in models(profile):
-        if profile.labelled:
-            correct = load_predictions(profile, backbone, pooling, seed)["correct"]
-            accuracy.append({"backbone": backbone, "pooling": pooling, "seed": seed, "n_images": len(correct),
-                             "accuracy": summarize(correct, cfg.n_boot, cfg.seed)})
-        for method in cfg.methods:
-            if (backbone, method, pooling) not in evaluated or (
-                    seed is not None and seed not in evaluated_seeds(profile, method)):
-                continue
-            res = load_results(profile, backbone, pooling, method, seed)
-            results.append({"backbone": backbone, "pooling": pooling, "seed": seed, "method": method,
-                            "kind": METHODS[method].kind, "n_images": len(res["label"]),
-                            "metrics": {k: summarize(res[k], cfg.n_boot, cfg.seed) for k in SUMMARISED if k in res}})
-    return {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
-            "kept_stale": kept_stale(profile),
-            "accuracy": accuracy, "results": results, "claims": claim_tests(profile),
-            "regime": regime_check(profile), "targets": REGIME_TARGETS}
-
-
-
-def write_results(profile: Profile) -> Path:
-    """Write :func:`results_summary` to ``runs/<profile>/results.json`` atomically; return the path."""
-    path = profile.run_dir / "results.json"
-    write_json(path, results_summary(profile))
-    return path
-
-
 def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_costly: int = 1,
                        n_accuracy: int = 100) -> list[Row]:
     """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
@@ -487,21 +380,143 @@ def _correlations(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, (a * b).sum(1) / denom.clamp_min(1e-30), torch.ones_like(denom))
 
 
-def verdict_table(profile: Profile, tests: list[dict[str, Any]] | None = None) -> list[Row]:
-    """The headline: per claim and backbone, for how many CAM methods the claim holds, is not
-    significant, or is significantly the opposite (across seeds and images, :func:`claim_tests`)."""
-    tests = claim_tests(profile) if tests is None else tests
+# ---------------------------------------------------------------------------------------------
+# Map or model: calibration, normalised curves, ROAD, the sanity check, the paper's signature
+
+
+def calibration_table(profile: Profile) -> list[Row]:
+    """Per trained model: the temperature fitted on the validation split and, on the test split,
+    accuracy, mean confidence, NLL and ECE (15 bins), raw → at the fitted temperature."""
     rows = []
-    for text, _, _ in paper.CLAIMS:
-        row: Row = {"Claim": text}
-        for backbone in profile.models:
-            verdicts = [t["verdict"] for t in tests if t["claim"] == text and t["backbone"] == backbone]
-            holds = sum(v == "holds" for v in verdicts)
-            opposite = sum(v.startswith("no:") for v in verdicts)
-            what = "methods" if len(verdicts) > 1 else "test"
-            row[backbone_label(profile, backbone)] = (
-                "not tested" if not verdicts else
-                f"holds for {holds} of {len(verdicts)} {what}" + (f", opposite for {opposite}" if opposite else "")
-                if holds or opposite else f"not significant ({len(verdicts)} {what})")
-        rows.append(row)
+    for backbone, pooling, seed in models(profile):
+        record = load_calibration(profile, backbone, pooling, seed)
+        if record is None:
+            continue
+        raw, cal = record["raw"], record["calibrated"]
+        rows.append({"Backbone": backbone_label(profile, backbone), "Model": model_dir(profile, backbone, pooling, seed).name.upper(),
+                     "Temperature": f"{record['temperature']:.3f}", "Accuracy %": f"{100 * raw['accuracy']:.1f}",
+                     "Confidence %": f"{100 * raw['confidence']:.1f} → {100 * cal['confidence']:.1f}",
+                     "NLL": f"{raw['nll']:.3f} → {cal['nll']:.3f}",
+                     "ECE %": f"{100 * raw['ece']:.2f} → {100 * cal['ece']:.2f}"})
     return rows
+
+
+def normalised_table(profile: Profile) -> list[Row]:
+    """Insertion and Deletion beside the same AUCs divided by each image's full-image probability,
+    per backbone x method x pooling (primary seed), mean [95 % CI] in percent."""
+    cfg, rows = profile.eval, []
+    for backbone, method, pooling in settings(profile):
+        res = load_results(profile, backbone, pooling, method)
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(profile, backbone, method, pooling),
+                     "Pooling": pooling.upper()}
+                    | {label: ci(summarize(res[key], cfg.n_boot, cfg.seed))
+                       for key, label in (("insertion", "I↑"), ("insertion_norm", "I / Y↑"),
+                                          ("deletion", "D↓"), ("deletion_norm", "D / Y↓"))})
+    return rows
+
+
+def road_table(profile: Profile) -> list[Row]:
+    """ROAD (Rong et al. 2022) per backbone x method x pooling on the primary models: most-relevant-first
+    (lower is better), least-relevant-first (higher is better) and combined, averaged over the
+    percentiles 10..90, in points of probability change, mean [95 % CI]."""
+    cfg, rows = profile.eval, []
+    for backbone, method, pooling in settings(profile):
+        res = load_extra(profile, backbone, pooling, method, "road")
+        if res is None:
+            continue
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(profile, backbone, method, pooling),
+                     "Pooling": pooling.upper(), "Images": len(res["index"]),
+                     "MoRF↓": ci(summarize(res["morf"], cfg.n_boot, cfg.seed)),
+                     "LeRF↑": ci(summarize(res["lerf"], cfg.n_boot, cfg.seed)),
+                     "Combined↑": ci(summarize(res["combined"], cfg.n_boot, cfg.seed))})
+    return rows
+
+
+def sanity_checks(profile: Profile) -> list[tuple[str, str, str, SanityResult]]:
+    """Every saved parameter randomisation check: (backbone, method, pooling, result)."""
+    out = []
+    for backbone, method, pooling in settings(profile):
+        res = load_extra(profile, backbone, pooling, method, "sanity")
+        if res is not None:
+            out.append((backbone, method, pooling,
+                        SanityResult(method=method, steps=tuple(str(s) for s in res["steps"]), correlations=res["correlations"])))
+    return out
+
+
+def sanity_table(profile: Profile) -> list[Row]:
+    """Per backbone x method x pooling: the median Spearman correlation between the trained model's
+    maps and those after randomising the layers top-down, after the first step, half-way and at the
+    end, and whether the method passes (its maps change when the model does)."""
+    rows = []
+    for backbone, method, pooling, result in sanity_checks(profile):
+        medians = list(result.summary().values())
+        half = len(result.steps) // 2
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": paper.METHOD_LABELS[method],
+                     "Pooling": pooling.upper(), "Images": result.correlations.shape[1],
+                     f"After {result.steps[0]}": f"{medians[0]:.2f}",
+                     "Half-way": f"{medians[half - 1]:.2f} ({result.steps[half - 1]})",
+                     "All randomised": f"{medians[-1]:.2f}",
+                     "Sanity check": "passes" if result.passes() else "**fails**"})
+    return rows
+
+
+def sanity_failures(profile: Profile) -> set[tuple[str, str, str]]:
+    """The (backbone, method, pooling) whose maps fail the parameter randomisation check."""
+    return {(b, m, p) for b, m, p, result in sanity_checks(profile) if not result.passes()}
+
+
+def method_label(profile: Profile, backbone: str, method: str, pooling: str) -> str:
+    """The method's display name, marked where its maps fail the sanity check."""
+    failed = (backbone, method, pooling) in sanity_failures(profile)
+    return paper.METHOD_LABELS[method] + (" ⚠ fails sanity check" if failed else "")
+
+
+def paper_signature_table() -> list[Row]:
+    """The paper's own Table 1 read for confidence: per backbone and CAM, CA − GAP on Insertion and
+    on Deletion. A better map raises Insertion and lowers Deletion; a more confident model raises
+    both, whatever the map."""
+    rows = []
+    for (backbone, method, pooling), ca in paper.TABLE1.items():
+        if pooling != "ca":
+            continue
+        gap = paper.TABLE1[(backbone, method, "gap")]
+        d_ins, d_del = ca["insertion"] - gap["insertion"], ca["deletion"] - gap["deletion"]
+        reading = ("both rise: the signature of a more confident model, not of better maps" if d_ins > 0 and d_del > 0
+                   else "Insertion up, Deletion down: better ordering" if d_ins > 0 > d_del else "mixed")
+        rows.append({"Backbone": paper.BACKBONE_LABELS[backbone], "Method": paper.METHOD_LABELS[method],
+                     "CA − GAP, I": f"{d_ins:+.2f}", "CA − GAP, D": f"{d_del:+.2f}", "Reading": reading})
+    return rows
+
+
+def ablation_table(profile: Profile) -> list[Row]:
+    """Each labelled ablation beside the profile's own stream (primary seed), per paper CAM: the
+    stream's temperature and ECE, then CA − GAP raw and as the map effect (minus the random map's
+    CA − GAP) on AG, Insertion and Deletion, in points (paired over the images; * = p < 0.05)."""
+    rows = []
+    cams = [m for m in paper.PAPER_CAMS if m in methods_for("ca", profile.eval, extra_seed=True)]
+    for backbone, name in ablations(profile):
+        for label, ablation in ((f"{backbone} CA (the profile's recipe)", None), (f"{backbone} CA, ablation `{name}`", name)):
+            record = load_calibration(profile, backbone, "ca", ablation=ablation)
+            for method in cams:
+                row: Row = {"Stream": label, "Method": paper.METHOD_LABELS[method],
+                            "Temperature": f"{record['temperature']:.2f}" if record else "–",
+                            "ECE %": f"{100 * record['raw']['ece']:.1f}" if record else "–"}
+                for metric in ("ag", "insertion", "deletion"):
+                    raw, effect = _primary_effects(profile, backbone, method, metric, ablation)
+                    row[f"{paper.METRIC_LABELS[metric]} raw / map effect"] = f"{_starred(raw)} / {_starred(effect)}"
+                rows.append(row)
+    return rows
+
+
+def _primary_effects(profile: Profile, backbone: str, method: str, metric: str, ablation: str | None) -> tuple:
+    """CA − GAP of ``method`` on the primary (or ablation) stream, raw and minus the random map's."""
+    def diff(m: str, n: int) -> np.ndarray:
+        gap = load_results(profile, backbone, "gap", m)[metric][:n]
+        return load_results(profile, backbone, "ca", m, ablation=ablation)[metric][:n] - gap
+    n = min(len(load_results(profile, backbone, "gap", m)["label"]) for m in (method, "random"))
+    raw = diff(method, n)
+    return crossed_test(raw[None]), crossed_test((raw - diff("random", n))[None])
+
+
+def _starred(test: Any) -> str:
+    return f"{test.diff:+.2f}{'*' if test.p < 0.05 else ''}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation import MANIFEST_FILE, read_predictions, read_results
+from ..evaluation import CALIBRATION_FILE, MANIFEST_FILE, read_extra, read_json, read_predictions, read_results
 from ..provenance import digest
 from ..train import STAGES, checkpoint_file
 from .config import Profile
@@ -25,9 +25,13 @@ PROVENANCE_FILE = "provenance.json"
 ARTEFACTS = {"train": f"train/**/{PROVENANCE_FILE}", "eval": f"eval/**/{MANIFEST_FILE}"}
 
 
-def variant(profile: Profile, pooling: str, seed: int | None = None) -> str:
+def variant(profile: Profile, pooling: str, seed: int | None = None, ablation: str | None = None) -> str:
     """The folder name of a model: ``gap``; ``ca`` for the CA stream of the primary seed, ``ca-seed<S>``
-    for another of the profile's seeds."""
+    for another of the profile's seeds, ``ca-<ablation>`` for one of its labelled ablations."""
+    if ablation is not None:
+        if ablation not in profile.ablations:
+            raise ValueError(f"{ablation!r} is not one of the profile's ablations {list(profile.ablations)}")
+        return f"{pooling}-{ablation}"
     if pooling == "gap" or seed is None or seed == profile.seeds[0]:
         return pooling
     if seed not in profile.seeds:
@@ -35,21 +39,23 @@ def variant(profile: Profile, pooling: str, seed: int | None = None) -> str:
     return f"{pooling}-seed{seed}"
 
 
-def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
+def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = None, ablation: str | None = None) -> Path:
     """``runs/<profile>/train/<backbone>/<stage>`` (``ca-seed<S>`` for a CA stream of another seed);
     the ``models_from`` profile's folder for a profile that evaluates another's models."""
-    return profile.train_run_dir / "train" / backbone / variant(profile, stage, seed)
+    return profile.train_run_dir / "train" / backbone / variant(profile, stage, seed, ablation)
 
 
-def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
+def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | None = None,
+                    ablation: str | None = None) -> Path:
     """The checkpoint :func:`ca_core.train.train` leaves for a stage."""
-    return checkpoint_file(stage_dir(profile, backbone, stage, seed))
+    return checkpoint_file(stage_dir(profile, backbone, stage, seed, ablation))
 
 
-def checkpoints(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> list[Path]:
+def checkpoints(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
+                ablation: str | None = None) -> list[Path]:
     """The checkpoint files a trained model of this pooling is made of (backbone first)."""
     trained_gap = [] if profile.pretrained_for(backbone) else [checkpoint_path(profile, backbone, "gap")]
-    return trained_gap + ([checkpoint_path(profile, backbone, "ca", seed)] if pooling == "ca" else [])
+    return trained_gap + ([checkpoint_path(profile, backbone, "ca", seed, ablation)] if pooling == "ca" else [])
 
 
 def eval_dir(profile: Profile) -> Path:
@@ -57,20 +63,34 @@ def eval_dir(profile: Profile) -> Path:
     return profile.run_dir / "eval"
 
 
-def model_dir(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> Path:
+def model_dir(profile: Profile, backbone: str, pooling: str, seed: int | None = None, ablation: str | None = None) -> Path:
     """``runs/<profile>/eval/<backbone>/<pooling>``: one trained model's results."""
-    return eval_dir(profile) / backbone / variant(profile, pooling, seed)
+    return eval_dir(profile) / backbone / variant(profile, pooling, seed, ablation)
 
 
-def load_predictions(profile: Profile, backbone: str, pooling: str, seed: int | None = None) -> dict[str, np.ndarray]:
+def load_predictions(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
+                     ablation: str | None = None) -> dict[str, np.ndarray]:
     """Label, prediction and correctness of one trained model on every test image."""
-    return read_predictions(model_dir(profile, backbone, pooling, seed))
+    return read_predictions(model_dir(profile, backbone, pooling, seed, ablation))
 
 
 def load_results(profile: Profile, backbone: str, pooling: str, method: str,
-                 seed: int | None = None) -> dict[str, np.ndarray]:
-    """Per-image maps and metrics of one backbone/pooling/method (CA: of the stream of ``seed``)."""
-    return read_results(model_dir(profile, backbone, pooling, seed) / method)
+                 seed: int | None = None, ablation: str | None = None) -> dict[str, np.ndarray]:
+    """Per-image maps and metrics of one backbone/pooling/method (CA: of the stream of ``seed``, or
+    of a labelled ``ablation``)."""
+    return read_results(model_dir(profile, backbone, pooling, seed, ablation) / method)
+
+
+def load_calibration(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
+                     ablation: str | None = None) -> dict[str, Any] | None:
+    """One trained model's calibration record (temperature, raw and calibrated accuracy, confidence,
+    NLL, ECE, reliability bins), or ``None`` when the run has none (unlabelled data, calibration off)."""
+    return read_json(model_dir(profile, backbone, pooling, seed, ablation) / CALIBRATION_FILE)
+
+
+def load_extra(profile: Profile, backbone: str, pooling: str, method: str, kind: str) -> dict[str, np.ndarray] | None:
+    """ROAD (``kind="road"``) or the sanity check (``"sanity"``) of a primary model's method, or ``None``."""
+    return read_extra(model_dir(profile, backbone, pooling) / method, kind)
 
 
 def log_path(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:

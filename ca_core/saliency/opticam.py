@@ -1,6 +1,6 @@
 """Opti-CAM (Zhang et al., CVIU 2024, arXiv 2301.07002; the authors' code is hanwei0912/OptiCAM,
 ``util.py``): the channel weights of the CAM are optimised, per image, so that the image masked by
-its own (upsampled, min-maxed) saliency map keeps the target's logit.
+its own (upsampled, min-maxed) saliency map has the largest target logit.
 
 Unlike the gradient CAMs it runs ``iterations`` forward and backward passes of the model per
 image (on masked inputs), so its cost is about ``iterations`` times Grad-CAM's.
@@ -17,13 +17,13 @@ from ..models import normalisation
 from ..utils import target_scores
 from .base import CAMMethod, Reshape, minmax, register, resolve_targets, upsample
 
-LOSSES = ("norm", "plain")
+LOSSES = ("plain", "norm")
 
 
 @register("opticam")
 class OptiCAM(CAMMethod):
     """Opti-CAM: a softmax-weighted sum of the CAM layer's ReLU'd channels, with weights fitted
-    by Adam to preserve the target's logit on the masked image.
+    by Adam to maximise the target's logit on the masked image (the Opti-CAM paper's objective).
 
     For features F = ReLU(A) (B, K, h, w) of the clean image x (computed once, held fixed), target
     class c with logit f_c, and per-image weights w (K values, all 0.5 at the start)::
@@ -31,7 +31,7 @@ class OptiCAM(CAMMethod):
         S(w)    = sum_k softmax(w)_k F_k                              (h, w)
         M(w)    = min-max(upsample(S(w)))                             (H, W), bilinear, align_corners=False
         x_M     = normalise(denormalise(x) * M(w))                    masking in [0, 1] pixel space
-        loss    = |f_c(x) - f_c(x_M)|   ("norm", default)   or   f_c(x) - f_c(x_M)   ("plain")
+        loss    = f_c(x) - f_c(x_M)   ("plain", default)   or   |f_c(x) - f_c(x_M)|   ("norm")
         w*      = Adam(loss, w; lr, iterations)
         map     = min-max(ReLU(S(w*)))                                (h, w), as the other CAMs
 
@@ -64,7 +64,8 @@ class OptiCAM(CAMMethod):
     Args:
         iterations: Adam steps per image (default 50, the authors' script value).
         lr: Adam learning rate (default 0.1, the authors' script value).
-        loss: ``"norm"`` (default) or ``"plain"``, see above.
+        loss: ``"plain"`` (default: maximise the masked logit, as the Opti-CAM paper and its authors'
+            script, ``--name_loss plain``) or ``"norm"`` (keep the masked logit close to the clean one).
 
     Example:
         >>> from ca_core import build_model
@@ -78,7 +79,7 @@ class OptiCAM(CAMMethod):
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, batch_size: int = 32,
                  progress: bool = False, reshape: Reshape | None = None, precision: str = "fp32",
-                 iterations: int = 50, lr: float = 0.1, loss: str = "norm",
+                 iterations: int = 50, lr: float = 0.1, loss: str = "plain",
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown Opti-CAM loss {loss!r}; valid: {', '.join(LOSSES)}")

@@ -438,3 +438,28 @@ def test_bootstrap_interval_covers_a_known_mean():
         s = summarize(rng.normal(0.3, 0.2, 60), n_boot=400, seed=k)
         hits += s["lo"] <= 30 <= s["hi"]
     assert 0.88 <= hits / 200 <= 0.99
+
+
+def test_normalised_curves_and_calibrated_copies_come_from_the_same_passes():
+    """I/Y and D/Y divide each image's AUC by its full-image probability; at T = 1 the calibrated copies
+    equal the raw metrics bit for bit, and a temperature moves only the calibrated ones."""
+    from ca_core import build_model
+    from ca_core.metrics import evaluate_maps
+
+    torch.manual_seed(0)
+    model = build_model("resnet_mini", "gap", num_classes=5).eval()
+    images, maps, targets = torch.randn(3, 3, 32, 32), torch.rand(3, 4, 4), [0, 3, 4]
+    raw = evaluate_maps(model, images, maps, targets, batch_size=8)
+    with torch.no_grad():
+        full = model(images).softmax(1)[torch.arange(3), torch.tensor(targets)]
+    torch.testing.assert_close(raw["insertion_norm"], raw["insertion"] / full)
+    torch.testing.assert_close(raw["deletion_norm"], raw["deletion"] / full)
+    same = evaluate_maps(model, images, maps, targets, batch_size=8, temperature=1.0)
+    for key, value in raw.items():
+        assert torch.equal(value, same[key]) and torch.equal(value, same[key.replace("_curve", "_curve_cal")
+                                                                        if "_curve" in key else f"{key}_cal"])
+    hot = evaluate_maps(model, images, maps, targets, batch_size=8, temperature=3.0)
+    assert torch.equal(hot["insertion"], raw["insertion"]) and not torch.allclose(hot["insertion_cal"], raw["insertion"])
+    with torch.no_grad():
+        scaled = (model(images) / 3.0).softmax(1)[torch.arange(3), torch.tensor(targets)]
+    torch.testing.assert_close(hot["insertion_curve_cal"][:, -1], scaled)

@@ -18,7 +18,8 @@ from .localisation import energy_pointing_game, paper_tolerance, pointing_game
 from .protocols import PROTOCOLS, Protocol, get_protocol
 from .road import road
 from .sanity import SanityResult, cascading_randomisation, randomisation_steps
-from .stats import CrossedTest, Equivalence, crossed_test, equivalence_test, holm, paired_test, summarize
+from .stats import (CrossedTest, Equivalence, crossed_test, equivalence_test, holm, paired_test, simulate_crossed,
+                    summarize, variance_ratios)
 
 __all__ = [
     "Calibration", "CrossedTest", "Equivalence", "PROTOCOLS", "Protocol", "Reliability", "SanityResult", "auc",
@@ -26,5 +27,5 @@ __all__ = [
     "cascading_randomisation", "causal_curves", "confidence_metrics", "crossed_test", "energy_pointing_game",
     "equivalence_test", "evaluate_maps", "expected_calibration_error", "fit_temperature", "get_protocol", "holm",
     "mask_images", "nll", "normalised_aucs", "paired_test", "paper_tolerance", "pixel_ranks", "pointing_game",
-    "randomisation_steps", "reliability", "road", "summarize",
+    "randomisation_steps", "reliability", "road", "simulate_crossed", "summarize", "variance_ratios",
 ]

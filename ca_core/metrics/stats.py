@@ -77,6 +77,9 @@ def paired_test(a: Values, b: Values, n_boot: int = 10000, seed: int = 0) -> dic
 # a two-way random-effects ANOVA, with exact t intervals and p-values (no resampling). scipy (the
 # t distribution) is imported where it is used: it is an optional dependency of ca_core.
 
+#: The smallest p-value :func:`crossed_test` resolves (log scale): e^-300, far below any threshold.
+LOG_ALPHA_MIN = -300.0
+
 #: Largest number of simulated values held at once by :func:`simulate_crossed`.
 SIMULATION_CHUNK = 2 ** 21
 
@@ -197,9 +200,9 @@ def _upper_p(excess: float, se: float, fit: _Crossed) -> float:
     if x <= 0:
         return 1.0 - _upper_p(-excess, se, fit) if x < 0 else 0.5
     gap = lambda log_alpha: float(_critical(fit, np.exp(log_alpha))) - x  # noqa: E731, decreasing in alpha
-    if gap(-700.0) <= 0:
+    if not gap(LOG_ALPHA_MIN) > 0:
         return 0.0
-    return float(np.exp(brentq(gap, -700.0, np.log(0.5), xtol=1e-10)))
+    return float(np.exp(brentq(gap, LOG_ALPHA_MIN, np.log(0.5), xtol=1e-10)))
 
 
 def crossed_test(diffs: Values | Sequence[Values], alpha: float = 0.05) -> CrossedTest:

@@ -236,7 +236,8 @@ COMPARISON_MARKERS = {"raw": "o", "vs_random": "s", "vs_centre": "D", "calibrate
 def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequence[str] = ("raw", "vs_random")) -> Figure:
     """CA − GAP per claim x backbone x method with its 95 % interval, one marker per comparison
     (raw; the map effect against the random map), coloured by verdict (Holm-corrected), the baselines'
-    own raw rows in grey italics and the paper's difference as a black cross; one panel per metric.
+    own raw rows in grey italics and the paper's difference as a black cross; one row of panels per
+    metric, one column per backbone.
 
     ``tests`` are :class:`ca_core.repro.claims.ClaimTest` records; ``labels`` name the methods.
     """
@@ -247,51 +248,54 @@ def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequenc
                 ha="center", va="center", fontsize=10)
         return fig
     metrics = list(dict.fromkeys(t.metric for t in tests))
-    rows = {m: [t for t in tests if t.metric == m] for m in metrics}
-    height = max(len(r) for r in rows.values())
-    cols = min(2, len(metrics))
-    grid_rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, grid_rows * (1.1 + 0.3 * height) + 0.6),
-                             squeeze=False)
-    for ax in axes.ravel()[len(metrics):]:
-        ax.set_axis_off()
+    backbones = list(dict.fromkeys(t.backbone for t in tests))
+    sizes = [max(len([t for t in tests if t.metric == m and t.backbone == b]) for b in backbones) for m in metrics]
+    fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(BOOK_WIDTH, 0.75 * len(metrics) + 0.3 * sum(sizes) + 0.6),
+                             squeeze=False, gridspec_kw={"height_ratios": [n + 1.5 for n in sizes]})
     offsets = np.linspace(0.18, -0.18, len(comparisons)) if len(comparisons) > 1 else [0.0]
-    for ax, metric in zip(axes.ravel(), metrics):
-        group = rows[metric]
-        y = np.arange(len(group))[::-1]
-        ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
-        for yi, t in zip(y, group):
-            for dy, comparison in zip(offsets, comparisons):
-                c = next((k for k in t.tests if k.value == comparison), None)
-                if c is None:
-                    continue
-                r = t.tests[c]
-                ax.errorbar(r.diff, yi + dy, xerr=[[r.diff - r.lo], [r.hi - r.diff]], fmt=COMPARISON_MARKERS[comparison],
-                            ms=4.5, color=VERDICT_COLOURS.get(r.verdict.value, "tab:gray"), capsize=2.5,
-                            alpha=0.55 if t.baseline else 1.0)
-            if t.paper_diff is not None:
-                ax.plot(t.paper_diff, yi, "x", color="black", ms=7)
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y)
-        ax.set_yticklabels([f"{t.backbone} · {labels.get(str(t.method), 'accuracy')}" for t in group], fontsize=8.5)
+    for (row, metric), (col, backbone) in ((r, c) for r in enumerate(metrics) for c in enumerate(backbones)):
+        ax, group = axes[row][col], [t for t in tests if t.metric == metric and t.backbone == backbone]
+        _forest_panel(ax, group, offsets, comparisons)
+        ax.set_yticks(np.arange(len(group))[::-1])
+        ax.set_yticklabels([labels.get(str(t.method), "accuracy").replace(" (baseline)", "") if col == 0 else ""
+                            for t in group], fontsize=8.5)
         for tick, t in zip(ax.get_yticklabels(), group):
             if t.baseline:
                 tick.set_color("dimgray")
                 tick.set_fontstyle("italic")
-        direction = group[0].direction
-        ax.set_title(f"{metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=10)
+        direction = group[0].direction if group else "up"
+        ax.set_title(f"{backbone}: {metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=9.5)
+    for ax in axes[-1]:
         ax.set_xlabel("CA − GAP (points)", fontsize=9)
-        ax.tick_params(axis="x", labelsize=9)
-        ax.grid(axis="x", alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
                for v, c in list(VERDICT_COLOURS.items())[:3]]
     handles += [plt.Line2D([], [], color="black", marker=COMPARISON_MARKERS[c], ls="", mfc="none",
                            label={"raw": "raw", "vs_random": "map effect (− random's)", "vs_centre": "map effect (− centre's)",
                                   "calibrated": "matched calibration"}[c]) for c in comparisons]
     handles.append(plt.Line2D([], [], color="black", marker="x", ls="", label="paper (ImageNet)"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8.5, frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8.5, frameon=False)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
+
+
+def _forest_panel(ax, group: Sequence, offsets: Sequence[float], comparisons: Sequence[str]) -> None:
+    """One panel of :func:`forest_plot`: every test of one metric and backbone, top to bottom."""
+    y = np.arange(len(group))[::-1]
+    ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
+    for yi, t in zip(y, group):
+        for dy, comparison in zip(offsets, comparisons):
+            c = next((k for k in t.tests if k.value == comparison), None)
+            if c is None:
+                continue
+            r = t.tests[c]
+            ax.errorbar(r.diff, yi + dy, xerr=[[r.diff - r.lo], [r.hi - r.diff]], fmt=COMPARISON_MARKERS[comparison],
+                        ms=4.5, color=VERDICT_COLOURS.get(r.verdict.value, "tab:gray"), capsize=2.5,
+                        alpha=0.55 if t.baseline else 1.0)
+        if t.paper_diff is not None:
+            ax.plot(t.paper_diff, yi, "x", color="black", ms=7)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.tick_params(axis="x", labelsize=8.5)
+    ax.grid(axis="x", alpha=0.3)
 
 
 def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:

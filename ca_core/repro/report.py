@@ -137,10 +137,11 @@ def accuracy_table(profile: Profile) -> list[Row]:
 def interpretability_table(profile: Profile) -> list[Row]:
     """Table 1 of the paper for this run: per backbone x method x pooling, each metric's mean
     [95% CI], followed by the paper's row of the same family where it has one."""
-    cfg, rows = profile.eval, []
+    cfg, rows, failures = profile.eval, [], sanity_failures(profile)
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
-        head = {"Backbone": backbone_label(profile, backbone), "Method": paper.METHOD_LABELS[method], "Pooling": pooling.upper(),
+        head = {"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
+                "Pooling": pooling.upper(),
                 "Source": f"this run ({len(res['label'])} images)"}
         rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
                             for m in paper.METRICS})
@@ -154,12 +155,12 @@ def interpretability_table(profile: Profile) -> list[Row]:
 def localisation_table(profile: Profile) -> list[Row]:
     """Pointing game (without and with the usual margin, 15 px at 224 px scaled) and energy inside the
     ground-truth masks (%), per backbone x method x pooling."""
-    cfg, rows = profile.eval, []
+    cfg, rows, failures = profile.eval, [], sanity_failures(profile)
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
         if "pointing" not in res:
             return []  # data without masks (ImageNet): no localisation table
-        rows.append({"Backbone": backbone_label(profile, backbone), "Method": paper.METHOD_LABELS[method],
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
                      "Pooling": pooling.upper(), "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
                      "Pointing, 15 px margin ↑": ci(summarize(res["pointing_tol"], cfg.n_boot, cfg.seed)),
                      "Energy in mask ↑": ci(summarize(res["energy"], cfg.n_boot, cfg.seed))})
@@ -404,10 +405,10 @@ def calibration_table(profile: Profile) -> list[Row]:
 def normalised_table(profile: Profile) -> list[Row]:
     """Insertion and Deletion beside the same AUCs divided by each image's full-image probability,
     per backbone x method x pooling (primary seed), mean [95 % CI] in percent."""
-    cfg, rows = profile.eval, []
+    cfg, rows, failures = profile.eval, [], sanity_failures(profile)
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
-        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(profile, backbone, method, pooling),
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
                      "Pooling": pooling.upper()}
                     | {label: ci(summarize(res[key], cfg.n_boot, cfg.seed))
                        for key, label in (("insertion", "I↑"), ("insertion_norm", "I / Y↑"),
@@ -419,12 +420,12 @@ def road_table(profile: Profile) -> list[Row]:
     """ROAD (Rong et al. 2022) per backbone x method x pooling on the primary models: most-relevant-first
     (lower is better), least-relevant-first (higher is better) and combined, averaged over the
     percentiles 10..90, in points of probability change, mean [95 % CI]."""
-    cfg, rows = profile.eval, []
+    cfg, rows, failures = profile.eval, [], sanity_failures(profile)
     for backbone, method, pooling in settings(profile):
         res = load_extra(profile, backbone, pooling, method, "road")
         if res is None:
             continue
-        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(profile, backbone, method, pooling),
+        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
                      "Pooling": pooling.upper(), "Images": len(res["index"]),
                      "MoRF↓": ci(summarize(res["morf"], cfg.n_boot, cfg.seed)),
                      "LeRF↑": ci(summarize(res["lerf"], cfg.n_boot, cfg.seed)),
@@ -465,9 +466,10 @@ def sanity_failures(profile: Profile) -> set[tuple[str, str, str]]:
     return {(b, m, p) for b, m, p, result in sanity_checks(profile) if not result.passes()}
 
 
-def method_label(profile: Profile, backbone: str, method: str, pooling: str) -> str:
-    """The method's display name, marked where its maps fail the sanity check."""
-    failed = (backbone, method, pooling) in sanity_failures(profile)
+def method_label(backbone: str, method: str, pooling: str | None, failures: set[tuple[str, str, str]]) -> str:
+    """The method's display name, marked where its maps fail the sanity check (``failures``: of
+    :func:`sanity_failures`) for this backbone and pooling (``None``: either pooling)."""
+    failed = any((backbone, method, p) in failures for p in ([pooling] if pooling else POOLINGS))
     return paper.METHOD_LABELS[method] + (" ⚠ fails sanity check" if failed else "")
 
 

@@ -49,7 +49,7 @@ def fresh(tmp_path_factory) -> Path:
 def test_a_fresh_clone_builds_the_committed_report(fresh):
     output = build(fresh)
     html = fresh / "book/_build/html/generated"
-    for page in ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_reproduction"):
+    for page in ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction"):
         assert (html / f"{page}.html").is_file(), f"{page} is not in the book"
     results = (html / "04_figures.html").read_text()
     assert 'id="at-a-glance"' in results and "<img" in results

@@ -27,11 +27,12 @@ from ..utils import atomic_write, write_json
 from .config import CONFIG_FILE, ConfigError, load_profile, read_config
 from .runs import artefacts_digest, timings_path
 
-STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "05_explorer", "06_reproduction")
+STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction")
 #: The run artefacts (:data:`ca_core.repro.runs.ARTEFACTS`) each step reads besides its settings and
 #: code: a step re-runs when their keys changed (a stage retrained under new code), and only then.
 #: ``"steps"``: the keys of the steps before it (the reproduction page lists them).
 READS = {"02_train": ("train",), "03_evaluate": ("train", "eval"), "04_figures": ("train", "eval"),
+         "04b_map_or_model": ("train", "eval"),
          "05_explorer": ("train", "eval"), "06_reproduction": ("train", "eval", "steps")}
 NOTEBOOK_DIR = Path("notebooks")
 OUTPUT_DIR = Path("book/generated")

@@ -57,19 +57,22 @@ def run(tmp_path_factory):
 def test_results_json_schema(run):
     s = run["summary"]
     assert set(s) == {"schema", "profile", "seeds", "settings", "kept_stale", "accuracy", "calibration", "results",
-                      "claims", "road", "sanity", "regime", "targets"}
+                      "claims", "normalised", "road", "sanity", "regime", "targets"}
     assert s["schema"] == run_summary.SCHEMA and s["seeds"] == [0, 1] and s["settings"]["seeds"] == [0, 1]
     assert run["written"] == json.loads(json.dumps(s))  # what was written is the summary, as JSON
     assert {(a["pooling"], a["seed"]) for a in s["accuracy"]} == {("gap", None), ("ca", 0), ("ca", 1)}
     kinds = {(r["pooling"], r["seed"], r["method"]): r["kind"] for r in s["results"]}
     assert kinds[("gap", None, "random")] == kinds[("ca", 1, "centre")] == "baseline"
     assert kinds[("ca", 0, "attention")] == "attention" and ("gap", None, "attention") not in kinds
-    paper_metrics = {"ad", "ag", "ai", "insertion", "deletion", "insertion_norm", "deletion_norm"}
+    paper_metrics = {"ad", "ag", "ai", "insertion", "deletion"}
     for r in s["results"]:
         assert r["n_images"] == 4
         assert set(r["metrics"]) == paper_metrics | {f"{m}_cal" for m in paper_metrics} | {"pointing", "pointing_tol", "energy"}
         for m in r["metrics"].values():
             assert set(m) == {"mean", "lo", "hi"} and m["lo"] <= m["mean"] <= m["hi"]
+    for r in s["normalised"]:  # over the images both primary models classify correctly
+        assert 0 <= r["n_images"] <= 4 and set(r) >= {"insertion_norm", "deletion_norm"}
+    assert len(s["normalised"]) == 7
     for c in s["calibration"]:
         assert c["temperature"] > 0 and 0 <= c["ece"] <= 1 and set(c) >= {"nll", "confidence", "calibrated"}
     assert len(s["calibration"]) == 3

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import minimize_scalar
 
 Array = torch.Tensor | np.ndarray
 
@@ -127,7 +128,6 @@ def fit_temperature(logits: Array, labels: Array) -> float:
         >>> round(fit_temperature(z, labels), 1)
         2.0
     """
-    from scipy.optimize import minimize_scalar  # here: scipy is an optional dependency of ca_core
 
     z = _as_scores(logits, "logits")
     y = _as_labels(labels, *z.shape)

@@ -11,6 +11,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
+from scipy.optimize import brentq
+from scipy.stats import t as student_t
 
 Values = torch.Tensor | np.ndarray | Sequence[float]
 
@@ -74,8 +76,7 @@ def paired_test(a: Values, b: Values, n_boot: int = 10000, seed: int = 0) -> dic
 
 # Crossed seeds x images -------------------------------------------------------------------------
 # Every training seed is scored on the same images, so an image's effect is shared by all seeds:
-# a two-way random-effects ANOVA, with exact t intervals and p-values (no resampling). scipy (the
-# t distribution) is imported where it is used: it is an optional dependency of ca_core.
+# a two-way random-effects ANOVA, with exact t intervals and p-values (no resampling).
 
 #: The smallest p-value :func:`crossed_test` resolves (log scale): e^-300, far below any threshold.
 LOG_ALPHA_MIN = -300.0
@@ -179,21 +180,17 @@ def _critical(fit: _Crossed, alpha: float | np.ndarray) -> np.ndarray:
     """Cochran and Cox's critical value t*(alpha), the upper-alpha point for (m - mu) / se: the
     t quantiles of each mean square's own degrees of freedom, averaged with the weights of its
     positive term in se^2 (Satterthwaite's single df where the terms sum to 0)."""
-    from scipy.stats import t
-
     alpha = np.asarray(alpha, dtype=np.float64)[..., None]
-    quantiles = t.isf(alpha, np.asarray(fit.term_df))
+    quantiles = student_t.isf(alpha, np.asarray(fit.term_df))
     weight = fit.terms.sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         mixed = np.where(fit.terms > 0, fit.terms * quantiles, 0.0).sum(axis=-1) / weight  # 0 weight x inf quantile
-    return np.where(weight > 0, mixed, t.isf(alpha[..., 0], fit.df))
+    return np.where(weight > 0, mixed, student_t.isf(alpha[..., 0], fit.df))
 
 
 def _upper_p(excess: float, se: float, fit: _Crossed) -> float:
     """P(the standardised mean >= excess / se) under Cochran-Cox: the alpha with t*(alpha) equal to
     excess / se, found by a root search; with se = 0, 0 if excess > 0 else 1."""
-    from scipy.optimize import brentq
-
     if se == 0:
         return 0.0 if excess > 0 else 1.0
     x = excess / se

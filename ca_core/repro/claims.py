@@ -315,7 +315,7 @@ def coverage_table(tests: list[ClaimTest], n_rep: int = 2000, seed: int = 0) -> 
             continue
         coverage, size = simulate_crossed(t.n_seeds, t.n_images, v["seed"], v["image"], v["noise"], n_rep=n_rep, seed=seed)
         scale = v["image"] if v["image"] > 0 else 1.0
-        rows.append({"Claim": t.claim, "Backbone": t.backbone, "Method": paper.METHOD_LABELS[t.method] if t.method else "–",
+        rows.append({"Claim": short_claim(t), "Backbone": t.backbone, "Method": paper.METHOD_LABELS[t.method] if t.method else "–",
                      "Seed : image : noise": f"{v['seed'] / scale:.3g} : {v['image'] / scale:.3g} : {v['noise'] / scale:.3g}",
                      "Seeds x images": f"{t.n_seeds} x {t.n_images}", "Coverage of the 95 % interval": f"{coverage:.3f}",
                      "Size at 5 %": f"{size:.3f}"})

@@ -303,9 +303,9 @@ def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:
     :func:`ca_core.evaluation.calibrate`): accuracy against confidence per bin, raw and at the
     fitted temperature, with the diagonal of perfect calibration."""
     n = max(len(records), 1)
-    cols = min(n, 5)
+    cols = min(n, 4)
     grid_rows = -(-n // cols)
-    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, 1.95 * grid_rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, 2.3 * grid_rows + 0.4), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
     for ax, (name, record) in zip(axes.ravel(), records.items()):
@@ -315,7 +315,7 @@ def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:
             ax.plot(np.asarray(bins["confidence"])[keep], np.asarray(bins["accuracy"])[keep], ms=3, lw=1, **style,
                     label=f"{kind} (ECE {100 * record[kind]['ece']:.1f})")
         ax.plot([0, 1], [0, 1], color="black", lw=0.7, ls=":")
-        ax.set_title(f"{name}, T = {record['temperature']:.2f}", fontsize=8.5)
+        ax.set_title(f"{name}\nT = {record['temperature']:.2f}", fontsize=8.5)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.tick_params(labelsize=7)

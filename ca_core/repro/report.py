@@ -402,18 +402,38 @@ def calibration_table(profile: Profile) -> list[Row]:
     return rows
 
 
-def normalised_table(profile: Profile) -> list[Row]:
-    """Insertion and Deletion beside the same AUCs divided by each image's full-image probability,
-    per backbone x method x pooling (primary seed), mean [95 % CI] in percent."""
-    cfg, rows, failures = profile.eval, [], sanity_failures(profile)
+#: The per-image values of :func:`normalised_summary`, with their display names.
+NORMALISED = {"insertion": "I↑", "insertion_norm": "I / Y↑", "deletion": "D↓", "deletion_norm": "D / Y↓"}
+
+
+def normalised_summary(profile: Profile) -> list[dict[str, Any]]:
+    """Insertion and Deletion beside the same AUCs divided by each image's full-image probability Y,
+    per backbone x method x pooling (primary seed), as ``{mean, lo, hi}`` in percent.
+
+    The ratio explodes where Y is near 0 (a misclassified image's label), so every row is taken
+    over the same images: those both primary models of the backbone (GAP and CA) classify
+    correctly (without labels: every image); ``None`` where there is no such image.
+    """
+    cfg, out = profile.eval, []
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
-        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
-                     "Pooling": pooling.upper()}
-                    | {label: ci(summarize(res[key], cfg.n_boot, cfg.seed))
-                       for key, label in (("insertion", "I↑"), ("insertion_norm", "I / Y↑"),
-                                          ("deletion", "D↓"), ("deletion_norm", "D / Y↓"))})
-    return rows
+        keep = np.ones(len(res["index"]), dtype=bool)
+        if profile.labelled:
+            for p in POOLINGS:
+                keep &= load_predictions(profile, backbone, p)["correct"][res["index"]] > 0
+        out.append({"backbone": backbone, "method": method, "pooling": pooling, "n_images": int(keep.sum()),
+                    **{key: summarize(res[key][keep], cfg.n_boot, cfg.seed) if keep.any() else None for key in NORMALISED}})
+    return out
+
+
+def normalised_table(profile: Profile) -> list[Row]:
+    """:func:`normalised_summary` as table rows, mean [95 % CI] in percent."""
+    failures = sanity_failures(profile)
+    return [{"Backbone": backbone_label(profile, r["backbone"]),
+             "Method": method_label(r["backbone"], r["method"], r["pooling"], failures),
+             "Pooling": r["pooling"].upper(), "Images": r["n_images"]}
+            | {label: ci(r[key]) if r[key] else None for key, label in NORMALISED.items()}
+            for r in normalised_summary(profile)]
 
 
 def road_table(profile: Profile) -> list[Row]:

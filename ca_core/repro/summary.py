@@ -12,15 +12,14 @@ from . import paper
 from .claims import claim_tests, findings
 from .config import Profile
 from .experiment import evaluated_seeds, models, settings
-from .report import REGIME_TARGETS, kept_stale, regime_check, resolved_settings, sanity_checks
+from .report import REGIME_TARGETS, kept_stale, normalised_summary, regime_check, resolved_settings, sanity_checks
 from .runs import load_calibration, load_extra, load_predictions, load_results
 
 #: Version of the layout of ``runs/<profile>/results.json``.
 SCHEMA = "ca_core.results/2"
 
 #: Per-image values summarised in results.json when present (``_cal``: at the fitted temperature).
-SUMMARISED = tuple(f"{k}{suffix}" for suffix in ("", "_cal")
-                   for k in (*paper.METRICS, "insertion_norm", "deletion_norm")) + ("pointing", "pointing_tol", "energy")
+SUMMARISED = tuple(f"{k}{suffix}" for suffix in ("", "_cal") for k in paper.METRICS) + ("pointing", "pointing_tol", "energy")
 
 #: Where the findings paragraph lands (the book's first page includes it).
 FINDINGS_FILE = Path("book/generated/findings.md")
@@ -68,7 +67,8 @@ def results_summary(profile: Profile) -> dict[str, Any]:
               for b, m, p, r in sanity_checks(profile)]
     return {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
             "kept_stale": kept_stale(profile), "accuracy": accuracy, "calibration": calibration, "results": results,
-            "claims": [t.as_dict() for t in claim_tests(profile)], "road": _road(profile), "sanity": sanity,
+            "claims": [t.as_dict() for t in claim_tests(profile)], "normalised": normalised_summary(profile),
+            "road": _road(profile), "sanity": sanity,
             "regime": regime_check(profile), "targets": REGIME_TARGETS}
 
 

@@ -121,8 +121,8 @@ def main() -> None:
 
         def confidence(net=model):  # the clean forward + one masked forward per image
             clean = torch.cat([target_scores(net(images[s]), targets[s]) for s in chunks(n, batch)])
-            masked = masked_probs(net, images, maps, targets, masking=protocol.masking,
-                                  mean=mean, std=std, batch_size=batch)
+            (masked,) = masked_probs(net, images, maps, targets, masking=protocol.masking,
+                                     mean=mean, std=std, batch_size=batch)  # one row: temperature 1
             return confidence_metrics(clean, masked)
 
         t_conf, t_floor, fast = versus_floor(confidence, model, 2 * n, batch, args.size, args.repeats)

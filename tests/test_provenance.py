@@ -136,3 +136,20 @@ def test_two_backbones_trained_alike_have_different_stage_keys(tmp_path):
     keys = {experiment.stage_key(profile, b, s, profile.train, model, None)
             for b in ("resnet_mini", "convnext_mini") for s in ("gap", "ca")}
     assert len(keys) == 4
+
+
+@pytest.mark.parametrize("record", [None, "{not json"])
+def test_a_stage_without_a_readable_record_is_set_aside_never_deleted(tmp_path, record):
+    """A stage folder with no provenance.json (or a corrupt one) is moved aside with a message that
+    names where it went and how to discard it; the stage then starts afresh under its key."""
+    folder = tmp_path / "runs/p/train/resnet_mini/ca"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"ninety epochs")
+    if record is not None:
+        (folder / runs.PROVENANCE_FILE).write_text(record)
+    with pytest.warns(UserWarning, match=r"no readable record .* moved aside to .*ca\.orphan-.* \(nothing deleted\).*rm -r"):
+        experiment.prepare_stage(folder, "key-1")
+    (aside,) = folder.parent.glob("ca.orphan-*")
+    assert (aside / "model.safetensors").read_bytes() == b"ninety epochs"
+    assert sorted(p.name for p in folder.iterdir()) == [runs.PROVENANCE_FILE]
+    assert [a["path"] for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]  # not the orphan

@@ -294,3 +294,27 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
         assert weights[0][stage].keys() == weights[1][stage].keys()
         assert all(torch.equal(weights[0][stage][k], weights[1][stage][k]) for k in weights[0][stage])
 
+
+
+def test_stages_trained_by_the_command_line_are_adopted_by_the_pipeline(tmp_path, monkeypatch):
+    """README's cluster workflow: each stage trained by ``python -m ca_core.train --out <its stage
+    folder>`` records the pipeline's key, so the pipeline reuses it: nothing trains twice or is lost."""
+    import warnings
+
+    from ca_core.repro import experiment, runs
+    from ca_core.repro.config import load_profile
+
+    monkeypatch.chdir(tmp_path)
+    config = _write_profile(tmp_path / "_config.yml")
+    profile = load_profile("tiny", config)
+    common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config), "--no-progress"]
+    train_main(common + ["--stage", "gap", "--out", str(runs.stage_dir(profile, "resnet_mini", "gap"))])
+    gap = runs.checkpoint_path(profile, "resnet_mini", "gap")
+    train_main(common + ["--stage", "ca", "--gap-checkpoint", str(gap),
+                         "--out", str(runs.stage_dir(profile, "resnet_mini", "ca"))])
+    written = {s: runs.checkpoint_path(profile, "resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "trained by other code" warning: adopted as they are
+        experiment.train_all(profile, progress=False)
+    assert {s: runs.checkpoint_path(profile, "resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")} == written
+    assert not list((profile.run_dir / "train").glob("*/*.orphan-*"))

@@ -120,7 +120,7 @@ def evaluate_maps(
     Returns:
         ``"ad"``, ``"ag"``, ``"ai"`` (fractions; ai is 0/1), ``"insertion"``, ``"deletion"``
         (normalised AUCs), each (B,); ``"insertion_norm"``, ``"deletion_norm"`` (the AUCs divided
-        by the full-image score, (B,)); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
+        by the full-image probability, (B,); protocols that score probabilities only); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
         with ``temperature`` the same keys suffixed ``_cal`` (curves: ``"insertion_curve_cal"``);
         with masks also ``"pointing"`` (0/1, no margin), ``"pointing_tol"`` (0/1, with the usual
         margin of 15 px at 224 px, scaled) and ``"energy"`` (fraction), each (B,).
@@ -147,7 +147,8 @@ def evaluate_maps(
         for row, (suffix, t) in zip(masked, scales.items()):
             clean = target_scores(clean_logits, targets, temperature=t)
             results.update({f"{k}{suffix}": v for k, v in confidence_metrics(clean, row).items()})
-            results.update(normalised_aucs(results, suffix))
+            if protocol.score == "prob":  # a logit can be 0 or negative: no ratio then
+                results.update(normalised_aucs(results, suffix))
         if masks is not None:
             results.update(pointing=pointing_game(maps, masks), energy=energy_pointing_game(maps, masks),
                            pointing_tol=pointing_game(maps, masks, paper_tolerance(height, width)))

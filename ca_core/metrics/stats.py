@@ -309,11 +309,12 @@ def equivalence_test(diffs: Values | Sequence[Values], margin: float, alpha: flo
 
     ``diffs`` is (S, I) in fractions, as for :func:`crossed_test`, whose estimate m, se and df it
     uses; ``margin`` is in points (1.0 = one percentage point, delta = margin / 100). The nulls
-    mu <= -delta and mu >= delta are each rejected at level alpha:
+    mu <= -delta and mu >= delta are each rejected at level alpha, with the Cochran-Cox reference
+    distribution of :func:`crossed_test` (P* below):
 
-        p = max(P(T_df >= (m + delta) / se), P(T_df >= (delta - m) / se)),
+        p = max(P*(T >= (m + delta) / se), P*(T >= (delta - m) / se)),
 
-    and ``equivalent`` = p < alpha, exactly when the 1 - 2 alpha interval m -+ t_{1-alpha,df} se
+    and ``equivalent`` = p < alpha, exactly when the 1 - 2 alpha interval m -+ t*_alpha se
     (``lo``/``hi``) lies inside (-margin, margin). On accuracy (0/1 per image, diffs = CA_s - GAP)
     it tests "CA keeps GAP's accuracy within the margin"; a non-significant crossed_test does not.
 

@@ -7,8 +7,11 @@ per backbone and CAM method, on the same images and training seeds:
 * ``raw``: CA − GAP of the method (the paper's comparison);
 * ``vs_random`` / ``vs_centre``, the *map effect*: (CA − GAP of the method) − (CA − GAP of the
   ``random`` / ``centre`` map), image by image and seed by seed. A baseline map never looks at the
-  image, so its CA − GAP is the confidence change alone; what remains is what the map adds. This is
-  the comparison that answers the paper's question (are the maps better?);
+  image, so its CA − GAP measures what changed in the model, not in any map; what remains is what
+  the method's map adds. This answers the paper's question (are the maps better?) under one
+  assumption, stated in the book: the confidence change moves every map's metric alike. AD, AG and
+  AI are not linear in the probability, and the baselines' masks differ from a CAM's, so two
+  baselines are used and both are shown;
 * ``calibrated``: CA − GAP of the metric on the temperature-scaled probabilities (each model's
   temperature fitted on the validation split), i.e. at matched calibration.
 
@@ -17,10 +20,12 @@ from the crossed random-effects estimator :func:`ca_core.metrics.crossed_test` (
 residual variance); the p-values of each comparison are Holm-corrected over the family of claim
 tests the book shows (every claim x backbone x method of that comparison), and the verdicts use
 the corrected p. "CA keeps the accuracy" is an equivalence test (two one-sided tests) within
-``eval.equivalence_margin`` points.
+``eval.equivalence_margin`` points, Holm-corrected within its own family (one per backbone); its
+interval is the test's 90 % one.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Iterator
@@ -129,9 +134,18 @@ def _test(diffs: np.ndarray) -> tuple[Outcome, dict[str, float]]:
 
 
 def _matrix(profile: Profile, backbone: str, method: str, metric: str, seeds: list[int], n: int) -> np.ndarray:
-    """(seeds, images): CA − GAP per seed and image, the first ``n`` images."""
-    gap = load_results(profile, backbone, "gap", method)[metric][:n]
-    return np.stack([load_results(profile, backbone, "ca", method, s)[metric][:n] - gap for s in seeds])
+    """(seeds, images): CA − GAP per seed and image, the first ``n`` images (checked to be the same
+    images, explaining the same classes, in every model)."""
+    gap = load_results(profile, backbone, "gap", method)
+    rows = []
+    for s in seeds:
+        ca = load_results(profile, backbone, "ca", method, s)
+        for name in ("index", "target"):
+            if not np.array_equal(ca[name][:n], gap[name][:n]):
+                raise ValueError(f"{backbone} {method}: the CA stream of seed {s} was evaluated on other images or "
+                                 f"classes ({name}) than GAP; evaluate the run again")
+        rows.append(ca[metric][:n] - gap[metric][:n])
+    return np.stack(rows)
 
 
 def _paper_diff(backbone: str, method: str | None, metric: str) -> float | None:
@@ -146,6 +160,9 @@ def _metric_claim(profile: Profile, text: str, kind: str, metric: str, backbone:
     """A metric claim on one method: raw, against each evaluated baseline, and calibrated."""
     baselines = [b for b in BASELINES if b in profile.eval.methods and b != method]
     seeds = [s for s in evaluated_seeds(profile, method) if all(s in evaluated_seeds(profile, b) for b in baselines)]
+    if len(seeds) < len(evaluated_seeds(profile, method)):
+        warnings.warn(f"{method} on {backbone}: the baselines are not evaluated on every seed, so its claims use seeds "
+                      f"{seeds} only; add {', '.join(baselines)} to eval.extra_seed_methods", stacklevel=2)
     n = min(len(load_results(profile, backbone, "gap", m)["label"]) for m in (method, *baselines))
     calibrated = f"{metric}_cal" in load_results(profile, backbone, "gap", method)
     tests, variance = comparisons(
@@ -211,8 +228,9 @@ def correct(tests: list[ClaimTest], margin: float) -> list[ClaimTest]:
     """Holm's correction per comparison over the claim tests (baseline rows apart), and the verdicts."""
     out = list(tests)
     for comparison in Comparison:
-        for family in (False, True):  # the claims' family, then the baselines' rows as their own family
-            members = [i for i, t in enumerate(out) if comparison in t.tests and t.baseline == family]
+        # families: the maps' claims, the accuracy equivalence tests, the baselines' own rows
+        for family in ("claims", "accuracy", "baselines"):
+            members = [i for i, t in enumerate(out) if comparison in t.tests and _family(t) == family]
             adjusted = holm([out[i].tests[comparison].p for i in members]) if members else []
             for i, p in zip(members, adjusted):
                 t = out[i].tests[comparison]
@@ -220,6 +238,11 @@ def correct(tests: list[ClaimTest], margin: float) -> list[ClaimTest]:
                            else _verdict(out[i].kind, out[i].direction, t, float(p)))
                 out[i] = replace(out[i], tests={**out[i].tests, comparison: replace(t, p_holm=float(p), verdict=verdict)})
     return out
+
+
+def _family(test: ClaimTest) -> str:
+    """The Holm family of a claim test (:func:`correct`)."""
+    return "baselines" if test.baseline else "accuracy" if test.metric == "accuracy" else "claims"
 
 
 def _accuracy_verdict(test: Outcome, p_holm: float, margin: float) -> Verdict:
@@ -235,10 +258,11 @@ def _accuracy_verdict(test: Outcome, p_holm: float, margin: float) -> Verdict:
 
 
 def _cell(test: Outcome | None) -> str:
-    """``"+1.36 [+0.20, +2.52] p=0.012 ✓"``: difference, 95 % interval, Holm p, verdict symbol."""
+    """``"+1.36 ±1.16 p=.012 ✓"``: difference, half-width of its (symmetric) interval, Holm p, verdict."""
     if test is None:
         return "–"
-    return f"{test.diff:+.2f} [{test.lo:+.2f},\u00a0{test.hi:+.2f}] p={test.p_holm:.3f}\u00a0{test.verdict.symbol}"
+    p = f"{test.p_holm:.3f}".removeprefix("0")
+    return f"{test.diff:+.2f}\u00a0±{(test.hi - test.lo) / 2:.2f} p={p}\u00a0{test.verdict.symbol}"
 
 
 def claims_table(profile: Profile, tests: list[ClaimTest]) -> list[dict[str, Any]]:

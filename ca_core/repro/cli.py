@@ -19,7 +19,7 @@ from ..evaluation import accuracy
 from ..models import compose
 from ..train import STAGES, TrainConfig, train
 from .config import CONFIG_FILE, ConfigError, load_profile
-from .experiment import SHAPES_ROOT, datasets, evaluate_all
+from .experiment import SHAPES_ROOT, datasets, evaluate_all, prepare_stage, stage_key
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -76,8 +76,13 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
     pretrained: bool | str | Path = profile.pretrained_for(args.backbone) if args.pretrained is None else (
         choice.get(args.pretrained.lower(), args.pretrained))
     torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
-    model = compose(args.backbone, args.stage, profile.data.num_classes, pretrained,
-                    args.gap_checkpoint if args.stage == "ca" else None)
+    gap_checkpoint = args.gap_checkpoint if args.stage == "ca" else None
+    model = compose(args.backbone, args.stage, profile.data.num_classes, pretrained, gap_checkpoint)
+    distributed.setup()
+    if distributed.is_main():  # the pipeline's record, so that it adopts this stage when the key matches
+        prepare_stage(Path(args.out), stage_key(profile, args.backbone, args.stage, cfg, model,
+                                                Path(gap_checkpoint) if gap_checkpoint else None))
+    distributed.barrier()
     result = train(cfg, model, sets["train"], sets["val"], args.out, stage=args.stage,
                    progress=not args.no_progress, until_epoch=args.until_epoch)
     if result["epochs_done"] == result["epochs"]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -229,7 +228,8 @@ def stage_key(profile: Profile, backbone: str, stage: str, cfg: Any, model: nn.M
 
 def prepare_stage(folder: Path, key: str, keep: bool = False) -> None:
     """Keep ``folder`` (a finished or resumable stage) only if it was made for ``key``; otherwise
-    warn and delete it, so the stage trains again under the current code and settings.
+    move it aside (:func:`set_aside`, never deleted) so the stage trains again under the current
+    code and settings.
 
     ``keep`` (the profile's ``keep_stale``): a finished stage made for another key is kept, with a
     warning, and its record says so (``kept_stale``), so the book can mark what depends on it.
@@ -249,9 +249,24 @@ def prepare_stage(folder: Path, key: str, keep: bool = False) -> None:
                           "the book marks the numbers that depend on it", stacklevel=2)
             write_json(record, {**made, "kept_stale": {"current_key": key}})
             return
-        warnings.warn(f"{folder} was trained by other code or settings: training it again", stacklevel=2)
-        shutil.rmtree(folder)
+        why = ("has no readable record of what made it" if not made.get("key")
+               else "was trained by other code or settings")
+        aside = set_aside(folder)
+        warnings.warn(f"{folder} {why}: moved aside to {aside} (nothing deleted) and trained again; "
+                      f"discard it with `rm -r {aside}`, or move it back to reuse it under `keep_stale`", stacklevel=2)
     write_json(record, {"key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+#: The suffix of a stage folder set aside by :func:`prepare_stage` (followed by the time).
+ORPHAN = ".orphan-"
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``<folder>.orphan-<UTC time>`` beside it and return the new path."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = folder.with_name(f"{folder.name}{ORPHAN}{stamp}")
+    folder.rename(aside)
+    return aside
 
 
 def fingerprint(settings: dict[str, Any], checkpoint_files: list[Path], weights: str | None = None) -> str:
@@ -266,7 +281,7 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     sets = datasets(profile, ("val", "test"))
     test = sets["test"]
     result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision", "targets",
-                   "calibration", "road_images", "road_noise", "sanity_images")
+                   "calibration", "road_images", "road_noise", "sanity_images", "seed")
     used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
     for backbone, pooling, seed in models(profile):
         model = load_trained(profile, backbone, pooling, seed)

@@ -535,10 +535,11 @@ def _primary_effects(profile: Profile, backbone: str, method: str, metric: str, 
     def diff(m: str, n: int) -> np.ndarray:
         gap = load_results(profile, backbone, "gap", m)[metric][:n]
         return load_results(profile, backbone, "ca", m, ablation=ablation)[metric][:n] - gap
-    n = min(len(load_results(profile, backbone, "gap", m)["label"]) for m in (method, "random"))
+    baseline = "random" in methods_for("ca", profile.eval, extra_seed=True)
+    n = min(len(load_results(profile, backbone, "gap", m)["label"]) for m in (method, *(["random"] * baseline)))
     raw = diff(method, n)
-    return crossed_test(raw[None]), crossed_test((raw - diff("random", n))[None])
+    return crossed_test(raw[None]), crossed_test((raw - diff("random", n))[None]) if baseline else None
 
 
 def _starred(test: Any) -> str:
-    return f"{test.diff:+.2f}{'*' if test.p < 0.05 else ''}"
+    return "–" if test is None else f"{test.diff:+.2f}{'*' if test.p < 0.05 else ''}"

@@ -139,6 +139,8 @@ def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS), train_ru
     for kind in kinds:
         base = Path(train_run_dir or run_dir) if kind == "train" else Path(run_dir)
         for record in sorted(base.glob(ARTEFACTS[kind])):
+            if ".orphan-" in record.as_posix():  # set aside by prepare_stage: no longer part of the run
+                continue
             try:
                 made = json.loads(record.read_text())
             except (OSError, ValueError):

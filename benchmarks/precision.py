@@ -20,7 +20,7 @@ from pytorch_grad_cam import ScoreCAM
 
 from ca_core import build_model
 from ca_core.metrics import evaluate_maps
-from ca_core.saliency import explain, upsample
+from ca_core.saliency import explain
 from ca_core.saliency.base import resolve_layer
 from ca_core.utils import autocast
 from saliency import correlation, theirs

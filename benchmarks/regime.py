@@ -15,12 +15,11 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-import torch
 from torch.utils.data import DataLoader, Subset
 
 from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
-from ca_core.evaluation import accuracy
+from ca_core.prediction import accuracy
 from ca_core.metrics import evaluate_maps
 from ca_core.saliency import explain
 from ca_core.train import TrainConfig, train

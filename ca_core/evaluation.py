@@ -1,12 +1,13 @@
 """The evaluation loop of trained models: predictions, then saliency maps and every metric per image.
 
-:func:`predict` is the one prediction loop (training-time validation and test accuracy, one process
-or sharded under DDP). :func:`evaluate_model` evaluates one trained model for a run: its predictions
+:func:`evaluate_model` evaluates one trained model for a run: its predictions
 on a test set and, for each saliency method, maps and every metric of
 :func:`ca_core.metrics.evaluate_maps` per image. Results are per image, so that tables can carry
 confidence intervals and GAP and CA can be compared with paired tests on the same images. They are
 written into one folder per model:
 
+* ``evaluation.json``: the key the folder is evaluated for, and whether that evaluation completed:
+  every reader returns results of a completed evaluation of that key only;
 * ``predictions.npz``: label, prediction and (with ``targets="label"``) correctness on the test split;
 * ``<method>/part-NNNNN.npz``: for each chunk of ``chunk_size`` test images, the image indices,
   labels, the explained classes (``target``), every metric (including the insertion/deletion curves) and the saliency maps at the
@@ -19,39 +20,49 @@ written into one folder per model:
   randomisation check on the first images (:func:`evaluate_extras`).
 
 Every file is written atomically and carries a key (the caller's fingerprint of what produced it):
-an interrupted run resumes at the first missing chunk, and a changed key never mixes with old results.
+an interrupted run resumes at the first missing chunk, and a changed key never mixes with old results:
+a folder evaluated for another key (or with no readable record) is moved aside, never deleted
+(:func:`ca_core.utils.set_aside`), with one line saying so.
 """
 from __future__ import annotations
 
 import json
 import warnings
 import zipfile
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import distributed
 from .metrics import PROTOCOLS, calibration_summary, cascading_randomisation, evaluate_maps, fit_temperature, reliability, road
-from .models import backbone_of
+from .prediction import batches_on, predict
 from .saliency import METHODS, explain
-from .utils import atomic_write, autocast, check_labels, check_precision, progress_bar, write_json
+from .utils import announce, atomic_write, check_precision, progress_bar, set_aside, write_json
 
 PREDICTIONS_FILE = "predictions.npz"
 MANIFEST_FILE = "manifest.json"
 CALIBRATION_FILE = "calibration.json"
+#: A model folder's record: the key it is evaluated for and whether that evaluation completed.
+RECORD_FILE = "evaluation.json"
 #: What a map explains: the ground-truth label, or the model's prediction (see :class:`EvalConfig`).
 TARGETS = ("label", "predicted")
+#: The metadata of an :class:`EvalConfig` field that does not change what a result file holds (which
+#: methods run, batch sizes, how results are summarised): left out of the evaluation's key.
+SUMMARY = {"result": False}
 
 
 @dataclass
 class EvalConfig:
     """The ``eval`` section of a profile.
+
+    Every field is part of an evaluation's key (a changed value recomputes the results) except those
+    marked :data:`SUMMARY`.
 
     Attributes:
         methods: saliency methods (keys of ``ca_core.saliency.METHODS``); ``"attention"`` (the raw
@@ -90,25 +101,25 @@ class EvalConfig:
             (two one-sided tests).
     """
 
-    methods: tuple[str, ...] = ("attention", "gradcam", "gradcampp", "scorecam")
+    methods: tuple[str, ...] = field(default=("attention", "gradcam", "gradcampp", "scorecam"), metadata=SUMMARY)
     num_images: int | None = None
-    batch_size: int = 32
-    scorecam_batch_size: int = 256
+    batch_size: int = field(default=32, metadata=SUMMARY)
+    scorecam_batch_size: int = field(default=256, metadata=SUMMARY)
     method_images: dict[str, int] = field(default_factory=dict)
     chunk_size: int = 500
     protocol: str = "paper"
     scorecam_variant: str = "paper"
-    n_boot: int = 1000
+    n_boot: int = field(default=1000, metadata=SUMMARY)
     seed: int = 0
-    figure_images: int = 6
+    figure_images: int = field(default=6, metadata=SUMMARY)
     precision: str = "fp32"
-    extra_seed_methods: tuple[str, ...] | None = None
+    extra_seed_methods: tuple[str, ...] | None = field(default=None, metadata=SUMMARY)
     targets: str = "label"
     calibration: bool = True
     road_images: int = 100
     road_noise: float = 0.01
     sanity_images: int = 8
-    equivalence_margin: float = 1.0
+    equivalence_margin: float = field(default=1.0, metadata=SUMMARY)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -162,68 +173,6 @@ def images_for(method: str, cfg: EvalConfig, available: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Predictions
-
-
-def num_classes_of(model: nn.Module) -> int:
-    """Width of the model's classifier."""
-    return int(backbone_of(model).num_classes)
-
-
-def batches_on(loader: Iterable, device: torch.device, num_classes: int | None = None
-               ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
-    """(images, labels, masks) on ``device`` from batches ``(images, labels[, masks])``; labels are
-    checked on the CPU against the classifier; masks are ``None`` for data without them."""
-    for images, labels, *masks in loader:
-        labels = check_labels(labels, None, num_classes, what="a batch's labels")
-        yield (images.to(device, non_blocking=True), labels.to(device, non_blocking=True),
-               masks[0].to(device).bool() if masks else None)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_workers: int = 0,
-            precision: str = "fp32", progress: bool = False, labelled: bool = True) -> dict[str, torch.Tensor]:
-    """Per-image ``label``, ``pred``, ``logits``, ``loss`` and ``correct`` for the whole ``dataset``, in its order.
-
-    ``labelled=False``: the data's labels are not the model's classes (another data set's images):
-    they are kept as given but not checked against the classifier, and ``loss``/``correct`` are left out.
-
-    Under DDP each rank predicts its shard (:func:`ca_core.distributed.shard_indices`) and every
-    rank receives all images' results (:func:`ca_core.distributed.gather_per_image`). ``precision``:
-    the autocast dtype of the forward passes (:data:`ca_core.utils.PRECISIONS`).
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    shard = Subset(dataset, list(distributed.shard_indices(len(dataset))))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers)
-    preds, losses, labels, all_logits = [], [], [], []
-    with autocast(device, precision):
-        batches = batches_on(loader, device, num_classes_of(model) if labelled else None)
-        for images, target, _ in progress_bar(batches, desc="predict", total=len(loader), disable=not progress, leave=False):
-            logits = model(images).float()
-            all_logits.append(logits)
-            preds.append(logits.argmax(1))
-            if labelled:
-                losses.append(F.cross_entropy(logits, target, reduction="none"))
-            labels.append(target)
-    model.train(was_training)
-    empty = torch.empty(0, device=device)
-    pred = torch.cat(preds) if preds else empty.long()
-    label = torch.cat(labels) if labels else empty.long()
-    out = {"label": label, "pred": pred,
-           "logits": torch.cat(all_logits) if all_logits else empty.view(0, num_classes_of(model))}
-    if labelled:
-        out |= {"loss": torch.cat(losses) if losses else empty, "correct": pred == label}
-    return {k: distributed.gather_per_image(v, len(dataset)) for k, v in out.items()}
-
-
-def accuracy(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction) of ``model`` on ``dataset``."""
-    return predict(model, dataset, batch_size)["correct"].float().mean().item()
-
-
-# ---------------------------------------------------------------------------------------------
 # Result files
 
 
@@ -247,33 +196,60 @@ def read_npz(path: Path, key: str | None = None) -> dict[str, np.ndarray] | None
         warnings.warn(f"unreadable result file {path} ({type(err).__name__}: {err}); it will be recomputed",
                       stacklevel=2)
         return None
-    if key is not None and str(data.pop("fingerprint")) != key:
+    made_for = data.pop("fingerprint", None)
+    if key is not None and (made_for is None or str(made_for) != key):  # another run's, or not ours at all
         return None
-    data.pop("fingerprint", None)
     return data
 
 
+def completed_key(folder: Path) -> str:
+    """The key of the completed evaluation of one model's folder (its ``evaluation.json``); a
+    :class:`FileNotFoundError` naming the folder when it has none, or when the last one was interrupted."""
+    record = read_json(Path(folder) / RECORD_FILE)
+    if record is None or not isinstance(record.get("key"), str):
+        raise FileNotFoundError(f"no evaluation recorded in {folder} ({RECORD_FILE} missing or unreadable): "
+                                "run the evaluation first")
+    if not record.get("complete"):
+        raise FileNotFoundError(f"the evaluation in {folder} did not complete (interrupted?): run it again, it resumes")
+    return record["key"]
+
+
 def read_predictions(folder: Path) -> dict[str, np.ndarray]:
-    """``predictions.npz`` of one model's folder (label, pred, correct per test image)."""
-    data = read_npz(Path(folder) / PREDICTIONS_FILE)
+    """``predictions.npz`` of one model's folder (label, pred, correct per test image), of its
+    completed evaluation only (:func:`completed_key`)."""
+    data = read_npz(Path(folder) / PREDICTIONS_FILE, completed_key(folder))
     if data is None:
-        raise FileNotFoundError(f"no predictions at {Path(folder) / PREDICTIONS_FILE}: run the evaluation first")
+        raise FileNotFoundError(f"no predictions of the completed evaluation at {Path(folder) / PREDICTIONS_FILE}: "
+                                "run the evaluation again")
     return data
 
 
 def read_results(folder: Path) -> dict[str, np.ndarray]:
     """Per-image results of one model's method folder: exactly the chunks its manifest lists, each
-    checked to carry the manifest's key, concatenated in order (files of other runs are ignored)."""
+    checked to carry the key of the model's completed evaluation, concatenated in order (files of
+    other runs are ignored)."""
+    return method_results(folder, completed_key(Path(folder).parent))
+
+
+def method_results(folder: Path, key: str) -> dict[str, np.ndarray]:
+    """The chunks of a method folder that its manifest lists under ``key``, concatenated in order."""
     manifest = Path(folder) / MANIFEST_FILE
-    try:
-        listed = json.loads(manifest.read_text())
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"no complete results in {folder} ({manifest.name}: {err}): run the evaluation first") from None
-    parts = [read_npz(Path(folder) / name, listed["key"]) for name in listed["parts"]]
+    listed = read_json(manifest) or {}
+    if listed.get("key") != key or not isinstance(listed.get("parts"), list):
+        raise FileNotFoundError(f"no results of the completed evaluation in {folder} ({manifest.name} missing, "
+                                "unreadable or of another evaluation): run the evaluation again")
+    parts = [read_npz(Path(folder) / name, key) for name in listed["parts"]]
     if not parts or any(p is None for p in parts):
         raise FileNotFoundError(f"results in {folder} are incomplete or stale (a chunk is missing or from "
                                 "other settings): run the evaluation again")
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def read_calibration(folder: Path) -> dict[str, Any] | None:
+    """One model folder's calibration record of its completed evaluation, or ``None`` when it has
+    none (unlabelled data, calibration off)."""
+    record = read_json(Path(folder) / CALIBRATION_FILE)
+    return record if record is not None and record.get("key") == completed_key(folder) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,6 +307,9 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     device = next(model.parameters()).device
     rank, size = distributed.world()
     model.eval()
+    if rank == 0:
+        start_record(out_dir, key)
+    distributed.barrier()
     arrays = read_npz(out_dir / PREDICTIONS_FILE, key)
     if arrays is None:
         pred = predict(model, dataset, cfg.batch_size, precision=cfg.precision, progress=progress,
@@ -360,7 +339,29 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
                                                           "images": images_for(method, cfg, len(dataset))})
         if not extra_seed:
             evaluate_extras(model, pooling, dataset, cfg, out_dir, key, progress, label)
+        write_json(out_dir / RECORD_FILE, {**read_json(out_dir / RECORD_FILE), "complete": True,
+                                           "finished": _now()})
     distributed.barrier()
+
+
+def start_record(out_dir: Path, key: str) -> None:
+    """Begin (or resume) the evaluation of ``key`` in ``out_dir``. A folder evaluated for another key,
+    or holding files with no readable record, is moved aside (never deleted), announced in one line."""
+    record = read_json(out_dir / RECORD_FILE)
+    if record is not None and record.get("key") == key:
+        if not record.get("complete"):
+            announce(f"resuming the interrupted evaluation in {out_dir}")
+        return
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        why = "was evaluated by other code, settings or checkpoints" if record else "has no readable record"
+        aside = set_aside(out_dir)
+        announce(f"{out_dir} {why}: evaluating again; the old results are kept in {aside} "
+                 f"(discard them with `rm -r {aside}`)")
+    write_json(out_dir / RECORD_FILE, {"key": key, "complete": False, "started": _now()})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +404,7 @@ def evaluate_extras(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalC
                                                                        ("sanity", cfg.sanity_images)) if n]
     todo = [(m, kind) for m, kind in jobs if read_npz(out_dir / m / f"{kind}.npz", key) is None]
     for method, kind in progress_bar(todo, desc=f"{label} ROAD+sanity", disable=not progress):
-        results = read_results(out_dir / method)
+        results = method_results(out_dir / method, key)
         n = min(len(results["index"]), cfg.road_images if kind == "road" else cfg.sanity_images)
         images = torch.stack([dataset[int(i)][0] for i in results["index"][:n]]).to(next(model.parameters()).device)
         targets = torch.as_tensor(results["target"][:n], device=images.device).long()
@@ -418,9 +419,9 @@ def evaluate_extras(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalC
 
 
 def read_extra(folder: Path, kind: str) -> dict[str, np.ndarray] | None:
-    """``road`` or ``sanity`` results of one method folder, if written under its manifest's key."""
-    listed = read_json(Path(folder) / MANIFEST_FILE)
-    return None if listed is None else read_npz(Path(folder) / f"{kind}.npz", listed.get("key"))
+    """``road`` or ``sanity`` results of one method folder of the model's completed evaluation, or
+    ``None`` when it has none (off, or not a primary model)."""
+    return read_npz(Path(folder) / f"{kind}.npz", completed_key(Path(folder).parent))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

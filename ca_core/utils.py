@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -44,6 +46,26 @@ def write_json(path: str | Path, data: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Randomness and devices
+
+
+#: The suffix of a folder set aside by :func:`set_aside` (followed by the UTC time).
+ORPHAN = ".orphan-"
+
+
+def set_aside(folder: str | Path) -> Path:
+    """Rename ``folder`` to ``<folder>.orphan-<UTC time>`` beside it and return the new path: results
+    that no longer belong to a run are never deleted by the code, only by the user."""
+    folder = Path(folder)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = folder.with_name(f"{folder.name}{ORPHAN}{stamp}")
+    folder.rename(aside)
+    return aside
+
+
+def announce(message: str) -> None:
+    """One line on stderr saying what the code recomputes and why (``ca_core: ...``): not a warning
+    (nothing is wrong), but never silent."""
+    print(f"ca_core: {message}", file=sys.stderr, flush=True)
 
 
 def seed_everything(seed: int) -> None:

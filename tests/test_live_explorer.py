@@ -102,5 +102,15 @@ def test_an_uploaded_png_is_explained_for_the_gap_models_prediction(explorer):
 def test_an_unreadable_upload_and_an_unknown_method_are_clear_errors(explorer, dataset):
     with pytest.raises(ValueError, match="not an image"):
         explorer.load_upload(b"not a picture")
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8) + 90).save(buf, format="PNG")
+    truncated = buf.getvalue()[: len(buf.getvalue()) // 2]
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        explorer.load_upload(truncated)
+    before = explorer.view.value
+    explorer.upload.value = ({"name": "cut.png", "type": "image/png", "size": len(truncated),
+                              "content": memoryview(truncated), "last_modified": datetime.now(timezone.utc)},)
+    assert "cut.png" in explorer.status.value and "truncated" in explorer.status.value  # said, no traceback
+    assert explorer.view.value == before
     with pytest.raises(ValueError, match="unknown saliency methods"):
         LiveExplorer(explorer.models, dataset, ["a"] * CLASSES, ["gradcam", "nope"])

@@ -390,17 +390,44 @@ def test_summarize_mean_and_bootstrap_interval():
         summarize([0.1, float("nan")])
 
 
-def test_paired_test_detects_a_real_difference_and_not_a_null_one():
+def test_paired_test_detects_a_real_difference():
     rng = np.random.default_rng(0)
     a = rng.uniform(size=100)
     real = paired_test(a, a + 0.05 + rng.normal(0, 0.05, size=100), n_boot=2000)
     assert real["p"] < 0.01 and 0 < real["lo"] < real["diff"] < real["hi"]
     assert real["diff"] == pytest.approx(5, abs=1.5)
-    noise = rng.normal(0, 0.05, size=50)
-    null = paired_test(a, a + np.concatenate([noise, -noise]), n_boot=2000)
-    assert null["p"] > 0.5 and null["lo"] < 0 < null["hi"] and null["diff"] == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="same images"):
         paired_test(a, a[:10])
+
+
+def test_paired_test_rejects_five_percent_of_null_data_sets():
+    """2000 independent null data sets (40 images, b = a + independent zero-mean noise: each
+    difference as likely negated): the sign-flip test rejects at 5 % in 5 % of them. Binomial sd of
+    the rate is sqrt(0.05 * 0.95 / 2000) = 0.0049, so [0.035, 0.065] is about 3 sd either side;
+    a p-value that is never small gives 0, a one-sided (halved) p-value about 0.10, and both fail
+    (seed 1: 0.048 at 5 %, 0.1025 halved)."""
+    rng = np.random.default_rng(1)
+    p = np.empty(2000)
+    for k in range(p.size):
+        a = rng.uniform(size=40)
+        p[k] = paired_test(a, a + rng.normal(0, 0.05, size=40), n_boot=999, seed=k)["p"]
+    assert 0.035 <= (p < 0.05).mean() <= 0.065, (p < 0.05).mean()
+    assert not 0.035 <= (p / 2 < 0.05).mean() <= 0.065  # a halved p-value would fail the bounds
+    assert 0.17 <= (p < 0.2).mean() <= 0.23  # uniform further up too (sd 0.009)
+
+
+def test_sign_flip_p_value_equals_the_enumeration_of_every_sign_pattern():
+    """On few images the p-value is exact: the share of all 2^n sign patterns of the differences
+    whose mean is at least as far from 0 as the observed one, enumerated here independently."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for n in (5, 7, 9):
+        a, b = rng.uniform(size=n), rng.uniform(size=n)
+        d = b - a
+        extreme = sum(abs(np.dot(signs, d)) >= abs(d.sum()) - 1e-12 for signs in itertools.product((1, -1), repeat=n))
+        assert paired_test(a, b)["p"] == pytest.approx(extreme / 2 ** n, abs=1e-15), n
+        assert extreme % 2 == 0 and extreme >= 2  # the observed pattern and its mirror always count
 
 
 def test_pointing_game_tolerance_counts_near_misses():
@@ -432,12 +459,23 @@ def test_sign_flip_p_value_is_exact_on_small_samples():
 def test_bootstrap_interval_covers_a_known_mean():
     from ca_core.metrics import summarize
 
+    # 4000 samples of 60 from N(0.3, 0.2). The percentile interval's true coverage here is ~0.944
+    # (a normal interval with the plug-in sd: P(|t_59| < 1.96 sqrt(59/60)) = 0.943; 0.944 over
+    # 20000 samples); the binomial sd of the share over 4000 is sqrt(0.944 * 0.056 / 4000) = 0.0036,
+    # so [0.925, 0.97] is >= 5 sd from it, while a 90 % interval (~0.89, sd 0.005) lies ~7 sd below
+    # 0.925 and a 99 % one above 0.97, as the same intervals shrunk and widened show (seed 0 gives
+    # 0.937, 0.879 and 0.986).
     rng = np.random.default_rng(0)
-    hits = 0
-    for k in range(200):
-        s = summarize(rng.normal(0.3, 0.2, 60), n_boot=400, seed=k)
-        hits += s["lo"] <= 30 <= s["hi"]
-    assert 0.88 <= hits / 200 <= 0.99
+    n = 4000
+    hits = {0.90: 0, 0.95: 0, 0.99: 0}
+    for k in range(n):
+        s = summarize(rng.normal(0.3, 0.2, 60), n_boot=1000, seed=k)
+        hits[0.95] += s["lo"] <= 30 <= s["hi"]
+        centre, half = (s["lo"] + s["hi"]) / 2, (s["hi"] - s["lo"]) / 2  # the interval rescaled to 90 % and 99 %
+        hits[0.90] += abs(30 - centre) <= half * 1.645 / 1.96
+        hits[0.99] += abs(30 - centre) <= half * 2.576 / 1.96
+    assert 0.925 <= hits[0.95] / n <= 0.97, hits
+    assert hits[0.90] / n < 0.925 and hits[0.99] / n > 0.97, hits  # the bounds tell 95 % from 90 % and 99 %
 
 
 def test_normalised_curves_and_calibrated_copies_come_from_the_same_passes():

@@ -202,9 +202,10 @@ def test_pth_weights_load_strictly(tmp_path) -> None:
         build_model("resnet18", pooling="gap", num_classes=5, pretrained=path)
 
 
-def test_unsupported_family_names_supported_ones_and_custom_taps() -> None:
-    with pytest.raises(ValueError, match="supported families: resnet, convnext.*taps="):
-        build_model("efficientnet_b0", pooling="ca", num_classes=3)
+def test_model_without_feature_maps_is_a_clear_error_and_custom_taps_override_the_default() -> None:
+    """Any timm CNN has default taps (tests/test_any_backbone.py); a ViT's tokens are no maps."""
+    with pytest.raises(ValueError, match=r"paper's families \(resnet, convnext\) nor a timm CNN.*taps="):
+        build_model("vit_tiny_patch16_224", pooling="ca", num_classes=3)
     model = build_model("efficientnet_b0", pooling="ca", num_classes=3, taps=["blocks.2", "blocks.4", "blocks.6"])
     assert model.widths == (40, 112, 320)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 3)

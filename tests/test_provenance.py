@@ -1,7 +1,8 @@
-"""No stale number: each of the five ways an old result could pass for a new one is caught."""
+"""No stale number and nothing lost: each way an old result could pass for a new one is caught, and
+what no longer belongs to the run is moved aside, never deleted."""
 from __future__ import annotations
 
-import os
+import dataclasses
 import types
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from ca_core import build_model, save_model
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.evaluation import EvalConfig, evaluate_model, read_results
-from ca_core.models import load_model
+from ca_core.models import compose, load_model
 from ca_core.repro import experiment, runs
+from ca_core.repro.keys import evaluation_key, stage_key, weights_digest
 from ca_core.repro.config import Profile
 from ca_core.train import TrainConfig
 
@@ -27,15 +29,67 @@ def setup():
     return types.SimpleNamespace(test=test, gap=gap)
 
 
-def test_fewer_images_under_a_new_key_never_mix_with_old_chunks(setup, tmp_path):
-    """Scenario 1: 4 images in chunks of 2, then 2 images under a new key: 2 are read back."""
+def test_fewer_images_under_a_new_key_never_mix_with_old_chunks(setup, tmp_path, capsys):
+    """Scenario 1: 4 images in chunks of 2, then 2 images under a new key: 2 are read back; the old
+    evaluation is moved aside (never deleted), announced in one line naming both folders."""
+    out = tmp_path / "gap"
     many = EvalConfig(methods=("gradcam",), num_images=4, batch_size=2, chunk_size=2, n_boot=10)
-    evaluate_model(setup.gap, "gap", setup.test, many, tmp_path, "key-1", progress=False)
-    assert len(read_results(tmp_path / "gradcam")["label"]) == 4
+    evaluate_model(setup.gap, "gap", setup.test, many, out, "key-1", progress=False)
+    assert len(read_results(out / "gradcam")["label"]) == 4
+    capsys.readouterr()
     few = EvalConfig(methods=("gradcam",), num_images=2, batch_size=2, chunk_size=2, n_boot=10)
-    evaluate_model(setup.gap, "gap", setup.test, few, tmp_path, "key-2", progress=False)
-    assert (tmp_path / "gradcam/part-00001.npz").exists()  # the old chunk is still on disk ...
-    assert read_results(tmp_path / "gradcam")["index"].tolist() == [0, 1]  # ... and never read
+    evaluate_model(setup.gap, "gap", setup.test, few, out, "key-2", progress=False)
+    (aside,) = tmp_path.glob("gap.orphan-*")
+    assert (aside / "gradcam/part-00001.npz").exists()  # the old chunk is kept aside ...
+    assert read_results(out / "gradcam")["index"].tolist() == [0, 1]  # ... and never read
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{out} was evaluated by other code" in line and f"rm -r {aside}" in line
+
+
+def test_an_interrupted_re_evaluation_never_mixes_new_predictions_with_old_results(setup, tmp_path, monkeypatch):
+    """Item 6: a re-evaluation killed after rewriting predictions.npz leaves nothing readable (not
+    the new accuracy beside the old per-image results); run again, it resumes and completes."""
+    import ca_core.evaluation as evaluation
+
+    cfg = EvalConfig(methods=("gradcam",), num_images=4, batch_size=2, chunk_size=2, n_boot=10)
+    evaluate_model(setup.gap, "gap", setup.test, cfg, tmp_path, "key-1", progress=False)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "explain_and_score", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(setup.gap, "gap", setup.test, cfg, tmp_path, "key-2", progress=False)
+    for read in (evaluation.read_predictions, lambda f: read_results(f / "gradcam")):
+        with pytest.raises(FileNotFoundError, match="did not complete"):
+            read(tmp_path)
+    monkeypatch.undo()
+    evaluate_model(setup.gap, "gap", setup.test, cfg, tmp_path, "key-2", progress=False)
+    assert evaluation.completed_key(tmp_path) == "key-2"
+    assert len(evaluation.read_predictions(tmp_path)["pred"]) == len(setup.test)
+
+
+@pytest.mark.parametrize("record", [None, "{not json"])
+def test_an_evaluation_folder_without_a_readable_record_is_set_aside(setup, tmp_path, record, capsys):
+    """Item 1, evaluations: a model folder holding files but no readable evaluation.json is moved aside."""
+    folder = tmp_path / "ca"
+    folder.mkdir()
+    (folder / "predictions.npz").write_bytes(b"hours of work")
+    if record is not None:
+        (folder / "evaluation.json").write_text(record)
+    cfg = EvalConfig(methods=("gradcam",), num_images=2, batch_size=2, chunk_size=2, n_boot=10)
+    evaluate_model(setup.gap, "gap", setup.test, cfg, folder, "key", progress=False)
+    (aside,) = tmp_path.glob("ca.orphan-*")
+    assert (aside / "predictions.npz").read_bytes() == b"hours of work"
+    assert "has no readable record" in capsys.readouterr().err
+
+
+def test_a_foreign_npz_is_ignored_with_no_traceback(tmp_path):
+    """Item 7: an npz without a key (another tool's, or an old one) reads as missing."""
+    from ca_core.evaluation import read_npz
+
+    np.savez(tmp_path / "part-00000.npz", maps=np.zeros(3))
+    assert read_npz(tmp_path / "part-00000.npz", "key") is None
 
 
 def test_an_unreadable_chunk_is_recomputed_with_a_warning(setup, tmp_path):
@@ -58,9 +112,9 @@ def _profile(tmp_path) -> Profile:
                    settings={"data": {"image_size": 32}})
 
 
-def test_a_code_change_below_training_retrains_its_stages(tmp_path, monkeypatch):
-    """Scenario 3: code that training imports changes (simulated by its digest): both stages train
-    again, with a warning (the evaluation key then follows the new checkpoints' bytes)."""
+def test_a_settings_change_retrains_its_stages(tmp_path, monkeypatch):
+    """Scenario 3: a stage made for another key (here: other train settings; code edits change the
+    key as tests/test_keys.py shows) trains again, with a warning, and records the new key."""
     monkeypatch.chdir(tmp_path)
     profile = _profile(tmp_path)
     experiment.train_all(profile, progress=False)
@@ -70,39 +124,55 @@ def test_a_code_change_below_training_retrains_its_stages(tmp_path, monkeypatch)
     key_before = record.read_text()
     experiment.train_all(profile, progress=False)  # unchanged: reused
     assert ckpt.stat().st_mtime_ns == first
-    real = experiment.code_digest
-    monkeypatch.setattr(experiment, "code_digest", lambda *m: real(*m) + ("-changed" if "ca_core.models" in m else ""))
-    os.utime(ckpt, ns=(0, 0))
+    profile.train = dataclasses.replace(profile.train, lr=profile.train.lr / 2)
     with pytest.warns(UserWarning, match="trained by other code or settings"):
         experiment.train_all(profile, progress=False)
-    assert ckpt.stat().st_mtime_ns != 0  # written again
-    assert record.read_text() != key_before  # recorded under the new code's key
+    assert ckpt.stat().st_mtime_ns != first  # written again
+    assert record.read_text() != key_before  # recorded under the new key
+    assert len(list(ckpt.parent.parent.glob("ca.orphan-*"))) == 1  # the old one kept aside
 
 
-def test_a_stage_kept_stale_on_request_is_kept_and_marked(tmp_path, monkeypatch):
-    """``keep_stale``: after a code change the named stage is kept (not retrained), with a warning;
-    the GAP stage, not named, trains again; the book marks the backbone and lists the stage."""
-    from ca_core.repro import report
+def test_stages_kept_stale_on_request_are_kept_whatever_changed_and_marked(tmp_path, monkeypatch):
+    """Item 5: ``keep_stale`` keeps both stages after a settings change (no crash in the training
+    loop's resume check, nothing retrained); the book marks the backbone and lists the stages."""
+    from ca_core.repro import notices
 
     monkeypatch.chdir(tmp_path)
     profile = _profile(tmp_path)
     experiment.train_all(profile, progress=False)
-    ca, gap = (runs.checkpoint_path(profile, "resnet_mini", s) for s in ("ca", "gap"))
-    before = ca.read_bytes()
-    os.utime(gap, ns=(0, 0))
-    profile.keep_stale = ["resnet_mini/ca"]
-    real = experiment.code_digest
-    monkeypatch.setattr(experiment, "code_digest", lambda *m: real(*m) + "-changed")
+    paths = {s: runs.checkpoint_path(profile, "resnet_mini", s) for s in ("gap", "ca")}
+    before = {s: p.read_bytes() for s, p in paths.items()}
+    profile.train = dataclasses.replace(profile.train, epochs=2, gap_epochs=2)
+    profile.keep_stale = ["resnet_mini/gap", "resnet_mini/ca"]
     with pytest.warns(UserWarning, match="kept, as keep_stale asks"):
-        experiment.train_all(profile, progress=False)
-    assert ca.read_bytes() == before and gap.stat().st_mtime_ns != 0  # kept; the GAP stage retrained
-    assert report.kept_stale(profile) == ["resnet_mini/ca"]
-    assert report.backbone_label(profile, "resnet_mini") == "resnet_mini" + report.STALE_MARK
-    assert "resnet_mini/ca" in report.stale_notice(profile)
-    monkeypatch.setattr(experiment, "code_digest", real)  # the code is back: nothing is stale
+        rows = experiment.train_all(profile, progress=False)
+    assert {s: p.read_bytes() for s, p in paths.items()} == before
+    assert [r["Stage"] for r in rows] == ["GAP (kept stale)", "CA (kept stale)"] and [r["Epochs"] for r in rows] == [1, 1]
+    assert notices.kept_stale(profile) == ["resnet_mini/ca", "resnet_mini/gap"]
+    assert notices.backbone_label(profile, "resnet_mini") == "resnet_mini" + notices.STALE_MARK
+    assert "resnet_mini/ca" in notices.stale_notice(profile)
+    profile.train = dataclasses.replace(profile.train, epochs=1, gap_epochs=1)  # the settings are back
     profile.keep_stale = []
     experiment.train_all(profile, progress=False)
-    assert report.kept_stale(profile) == [] and report.stale_notice(profile) == ""
+    assert notices.kept_stale(profile) == [] and notices.stale_notice(profile) == ""
+
+
+def test_a_stream_is_never_kept_on_a_retrained_backbone(tmp_path, monkeypatch):
+    """Item 5: the GAP stage retrains (not kept); the stream asked to be kept was trained on the old
+    backbone, so it is refused (moved aside, trained again) and loading it onto the new one fails."""
+    monkeypatch.chdir(tmp_path)
+    profile = _profile(tmp_path)
+    experiment.train_all(profile, progress=False)
+    ca = runs.checkpoint_path(profile, "resnet_mini", "ca")
+    profile.train = dataclasses.replace(profile.train, gap_epochs=2)
+    profile.keep_stale = ["resnet_mini/ca"]
+    with pytest.warns(UserWarning, match="stream trained on other backbone weights, which keep_stale cannot keep"):
+        experiment.train_all(profile, progress=False)
+    (aside,) = ca.parent.parent.glob("ca.orphan-*")
+    experiment.load_trained(profile, "resnet_mini", "ca")  # the new stream fits the new backbone
+    with pytest.raises(ValueError, match="trained on other backbone weights"):
+        compose("resnet_mini", "ca", 4, gap_checkpoint=runs.checkpoint_path(profile, "resnet_mini", "gap"),
+                ca_checkpoint=aside / ca.name)
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(tmp_path):
@@ -123,17 +193,17 @@ def test_pretrained_weights_are_part_of_every_key(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         model = build_model("resnet_mini", "gap", num_classes=4)
-        keys.add(experiment.stage_key(profile, "resnet_mini", "ca", cfg, model, None))
-        prints.add(experiment.fingerprint({}, [], experiment.weights_digest(profile, "resnet_mini", model)))
+        keys.add(stage_key(profile, "resnet_mini", "ca", cfg, model, None))
+        prints.add(evaluation_key(profile, [], weights_digest(profile, "resnet_mini", model)))
     assert len(keys) == 2 and len(prints) == 2
-    assert experiment.weights_digest(_profile(tmp_path), "resnet_mini", model) is None  # trained here: its checkpoint says it
+    assert weights_digest(_profile(tmp_path), "resnet_mini", model) is None  # trained here: its checkpoint says it
 
 
 def test_two_backbones_trained_alike_have_different_stage_keys(tmp_path):
     """The backbone and the stage are part of a stage's key, not only its folder's name."""
     profile = _profile(tmp_path)
     model = build_model("resnet_mini", "gap", num_classes=4)
-    keys = {experiment.stage_key(profile, b, s, profile.train, model, None)
+    keys = {stage_key(profile, b, s, profile.train, model, None)
             for b in ("resnet_mini", "convnext_mini") for s in ("gap", "ca")}
     assert len(keys) == 4
 

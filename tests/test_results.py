@@ -78,20 +78,84 @@ def test_results_json_schema(run):
     assert len(s["calibration"]) == 3
     claims = s["claims"]
     assert {c["method"] for c in claims} == {None, "gradcam", "random", "centre"}  # attention is not a claim
-    verdicts = {v.value for v in Verdict}
     for c in claims:
         comparisons = {"raw"} if c["method"] is None else {"raw", "calibrated"} | (
             {"vs_random", "vs_centre"} - {f"vs_{c['method']}"})
         assert c["n_seeds"] == 2 and set(c) >= comparisons, c
         for name in comparisons:
             t = c[name]
-            assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 <= t["p"] <= t["p_holm"] <= 1 and t["verdict"] in verdicts
+            assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 <= t["p"] <= t["p_holm"] <= 1
     assert {(r["pooling"], r["method"]) for r in s["road"]} == {("gap", "gradcam"), ("gap", "random"), ("gap", "centre"),
                                                               ("ca", "attention"), ("ca", "gradcam"), ("ca", "random"),
                                                               ("ca", "centre")}
     sanity = {(r["pooling"], r["method"]): r for r in s["sanity"]}
     assert not sanity[("ca", "centre")]["passes"]
     assert np.allclose(list(sanity[("ca", "centre")]["median_correlation"].values()), 1.0)
+
+
+def holm_by_hand(p: list[float]) -> list[float]:
+    """Holm's step-down adjustment, written out: the k-th smallest of m p-values times (m - k + 1),
+    made non-decreasing along the sorted order and capped at 1; returned in the input's order."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    adjusted, running = [0.0] * len(p), 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - k) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def verdict_by_hand(claim: dict, test: dict, margin: float) -> str:
+    """The verdict a row's own numbers give (ca_core/repro/claims.py's rule, restated): at the
+    Holm-corrected p below 0.05, a difference test holds when its 95 % interval lies wholly on the
+    claimed side of 0 (the metric's direction, reversed for a "worse" claim) and is the opposite
+    when it lies wholly on the other; the accuracy equivalence holds at p_holm < 0.05, else is the
+    opposite when its interval lies wholly below -margin, else is not shown."""
+    lo, hi = test["ci"]
+    if claim["metric"] == "accuracy":
+        return "holds" if test["p_holm"] < 0.05 else "opposite, significant" if hi < -margin else "equivalence not shown"
+    moved = None if test["p_holm"] >= 0.05 else "up" if lo > 0 else "down" if hi < 0 else None
+    claimed = claim["direction"] if claim["kind"] == "improves" else {"up": "down", "down": "up"}[claim["direction"]]
+    return ("not significant" if moved is None else "holds" if moved == claimed else "opposite, significant")
+
+
+@pytest.mark.parametrize("claim, test, verdict", [
+    ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [0.1, 0.9], "p_holm": 0.01}, "holds"),
+    ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [-0.9, -0.1], "p_holm": 0.01}, "opposite, significant"),
+    ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [0.1, 0.9], "p_holm": 0.05}, "not significant"),
+    ({"metric": "ad", "kind": "improves", "direction": "down"}, {"ci": [-0.9, -0.1], "p_holm": 0.01}, "holds"),
+    ({"metric": "deletion", "kind": "worse", "direction": "down"}, {"ci": [0.1, 0.9], "p_holm": 0.01}, "holds"),
+    ({"metric": "deletion", "kind": "worse", "direction": "down"}, {"ci": [-0.9, -0.1], "p_holm": 0.01},
+     "opposite, significant"),
+    ({"metric": "accuracy", "kind": "kept", "direction": "up"}, {"ci": [-0.5, 0.5], "p_holm": 0.01}, "holds"),
+    ({"metric": "accuracy", "kind": "kept", "direction": "up"}, {"ci": [-0.5, 0.5], "p_holm": 0.2},
+     "equivalence not shown"),
+    ({"metric": "accuracy", "kind": "kept", "direction": "up"}, {"ci": [-3.0, -1.5], "p_holm": 0.2},
+     "opposite, significant"),
+])
+def test_the_verdict_rule_of_these_tests_gives_each_verdict(claim, test, verdict):
+    """The restated rule on constructed rows, one or more per verdict (margin 1 point)."""
+    assert verdict_by_hand(claim, test, margin=1.0) == verdict
+    assert {v.value for v in Verdict} == {"holds", "not significant", "opposite, significant", "equivalence not shown"}
+
+
+def test_each_verdict_and_holm_p_follow_from_the_rows_own_numbers(run):
+    """Every comparison's p_holm is Holm's adjustment of the raw p over its family (per comparison:
+    the CAM claims, the accuracy equivalence tests, the baselines' own rows), and its verdict is
+    what :func:`verdict_by_hand` gives from its interval, p_holm, claim and direction."""
+    s = run["summary"]
+    margin = s["settings"]["eval"]["equivalence_margin"]
+    seen = set()
+    for name in ("raw", "vs_random", "vs_centre", "calibrated"):
+        for family in ("claims", "accuracy", "baselines"):
+            rows = [c for c in s["claims"] if name in c and
+                    ("baselines" if c["baseline"] else "accuracy" if c["metric"] == "accuracy" else "claims") == family]
+            assert [c[name]["p_holm"] for c in rows] == pytest.approx(holm_by_hand([c[name]["p"] for c in rows]),
+                                                                      rel=1e-12, abs=0), (name, family)
+            for c in rows:
+                assert c[name]["verdict"] == verdict_by_hand(c, c[name], margin), (name, c)
+                seen.add(c[name]["verdict"])
+    # the accuracy row (4 images, 2 seeds) cannot show equivalence; the CAM rows are not significant
+    assert seen >= {"equivalence not shown", "not significant"}, seen
 
 
 def test_regime_check_is_computed_from_the_saved_results(run):

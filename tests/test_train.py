@@ -16,7 +16,7 @@ from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.distributed import gather_per_image, rank_share, shard_indices
 from ca_core.models import read_checkpoint
-from ca_core.evaluation import accuracy, predict
+from ca_core.prediction import accuracy, predict
 from ca_core.repro.cli import train_main
 from ca_core.train import TrainConfig, checkpoint_file, epoch_batches, train
 

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
 
-from ..utils import atomic_write
+from ..provenance import code_digest, digest
+from ..utils import announce, atomic_write
 
 SHAPE_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "ellipse", "arrow")
 SPLITS = ("train", "val", "test")
@@ -248,8 +249,9 @@ class ShapesDataset(Dataset):
 
 
 def cache_key(cfg: ShapesConfig) -> str:
-    """Folder name of a configuration's cache: a short hash of every field."""
-    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    """Folder name of a configuration's cache: a short hash of every field and of the generator's
+    code (this module and what it imports), so an edited generator never serves old images."""
+    return digest(asdict(cfg), code_digest(__name__))[:12]
 
 
 def _write_manifest(folder: Path, cfg: ShapesConfig) -> None:
@@ -274,8 +276,8 @@ def shapes_dataset(cfg: ShapesConfig, split: str, root: str | Path | None = "dat
         try:
             data = torch.load(path, weights_only=True)
             return ShapesDataset(cfg, split, data["images"], data["targets"], data["masks"])
-        except Exception as err:
-            raise ValueError(f"cannot read the shapes cache {path} ({err}); delete it to regenerate") from err
+        except Exception as err:  # a cut-short or foreign file: the cache is regenerated, deterministically
+            announce(f"unreadable shapes cache {path} ({type(err).__name__}): generating it again")
     images, targets, masks = generate(cfg, split)
     data = {"images": images, "targets": targets, "masks": masks}
     atomic_write(path, lambda tmp: torch.save(data, tmp))

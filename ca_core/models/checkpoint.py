@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .ca_stream import CAStream
+from ..provenance import state_digest
 from ..utils import atomic_write
 from .factory import POOLINGS, backbone_of, build_model
 
@@ -31,7 +32,8 @@ def architecture_of(model: nn.Module) -> str:
 
 
 def describe(model: nn.Module) -> dict[str, Any]:
-    """Metadata that identifies what a checkpoint fits."""
+    """Metadata that identifies what a checkpoint fits; a stream's includes the digest of the frozen
+    backbone it was trained on (``backbone_digest``), so it is never composed onto another one."""
     meta: dict[str, Any] = {
         "format": FORMAT,
         "architecture": architecture_of(model),
@@ -40,7 +42,8 @@ def describe(model: nn.Module) -> dict[str, Any]:
     }
     if isinstance(model, CAStream):
         meta.update(pooling="ca", taps=list(model.taps), widths=list(model.widths), heads=model.heads,
-                    num_features=model.backbone.num_features, num_classes=model.backbone.num_classes)
+                    num_features=model.backbone.num_features, num_classes=model.backbone.num_classes,
+                    backbone_digest=state_digest(model.backbone.state_dict()))
     else:
         meta.update(pooling="gap", num_classes=getattr(backbone_of(model), "num_classes", None))
     return meta
@@ -73,13 +76,21 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def load_model(model: nn.Module, path: str | Path) -> dict[str, Any]:
     """Load a checkpoint into ``model`` after checking that it fits; return its metadata."""
     state, meta = read_checkpoint(path)
+    if meta.get("pooling") not in POOLINGS:
+        raise ValueError(f"checkpoint {path} records no pooling ('gap' or 'ca') in its metadata: it was not "
+                         "written by ca_core.save_model; train the stage again")
     mine = describe(model)
     keys = ("pooling", "architecture", "taps", "widths", "heads", "num_classes") if meta["pooling"] == "ca" \
         else ("pooling", "architecture", "num_classes")
     wrong = {k: (meta.get(k), mine.get(k)) for k in keys if meta.get(k) != mine.get(k)}
+    if meta["pooling"] == "ca" and mine["pooling"] == "ca" and meta.get("backbone_digest") not in (
+            None, mine["backbone_digest"]):  # streams saved before the digest was recorded cannot be checked
+        wrong["backbone_digest"] = (meta["backbone_digest"][:12] + "…", mine["backbone_digest"][:12] + "…")
     if wrong:
         details = "; ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in wrong.items())
-        raise ValueError(f"checkpoint {path} ({meta['architecture']}) does not fit this model: {details}")
+        hint = ("; the stream was trained on other backbone weights: train it again on these"
+                if "backbone_digest" in wrong else "")
+        raise ValueError(f"checkpoint {path} ({meta.get('architecture')}) does not fit this model: {details}{hint}")
     target = model.stream if isinstance(model, CAStream) else backbone_of(model)
     try:
         target.load_state_dict(state, strict=True)

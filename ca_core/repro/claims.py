@@ -36,7 +36,8 @@ from ..metrics import crossed_test, equivalence_test, holm, simulate_crossed
 from . import paper
 from .config import Profile
 from .experiment import evaluated_seeds
-from .report import backbone_label, method_label, sanity_failures
+from .notices import backbone_label
+from .report import method_label, sanity_failures
 from .runs import load_predictions, load_results
 
 ALPHA = 0.05

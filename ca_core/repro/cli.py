@@ -15,11 +15,12 @@ from typing import Any
 import torch
 
 from .. import distributed
-from ..evaluation import accuracy
+from ..prediction import accuracy
 from ..models import compose
 from ..train import STAGES, TrainConfig, train
 from .config import CONFIG_FILE, ConfigError, load_profile
-from .experiment import SHAPES_ROOT, datasets, evaluate_all, prepare_stage, stage_key
+from .experiment import SHAPES_ROOT, datasets, evaluate_all, prepare_stage
+from .keys import stage_key
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -333,11 +333,11 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         models=models,
         description=check_value(settings.get("description", ""), str, f"{path}.description"),
         pretrained=_pretrained(settings.get("pretrained", False), models, f"{path}.pretrained"),
-        keep_stale=_stages(settings.get("keep_stale", []), models, seeds, f"{path}.keep_stale"),
         ablations=_ablations(settings.get("ablations", {}), models, sections["train"], f"{path}.ablations"),
         settings=dict(settings),
         **sections,
     )
+    profile.keep_stale = _stages(settings.get("keep_stale", []), training_stages(profile), f"{path}.keep_stale")
     if check_paths:
         check_data_paths(profile, root)
     return profile
@@ -376,11 +376,18 @@ def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: boo
     return profile
 
 
-def _stages(value: Any, models: list[str], seeds: list[int], path: str) -> list[str]:
-    """Training stage names, each ``"<backbone>/gap"``, ``"<backbone>/ca"`` (the first seed's stream)
-    or ``"<backbone>/ca-seed<S>"`` for one of the profile's models and seeds."""
+def training_stages(profile: Profile) -> list[str]:
+    """The names of the profile's training stages, as ``keep_stale`` lists them: ``"<backbone>/gap"``
+    (backbones trained here, not pretrained ones), ``"<backbone>/ca"`` (the first seed's stream),
+    ``"<backbone>/ca-seed<S>"`` and ``"<backbone>/ca-<ablation>"``."""
+    stages = [f"{b}/{s}" for b in profile.models
+              for s in ([] if profile.pretrained_for(b) else ["gap"]) + ["ca", *(f"ca-seed{x}" for x in profile.seeds[1:])]]
+    return stages + [f"{a.backbone}/ca-{name}" for name, a in profile.ablations.items()]
+
+
+def _stages(value: Any, valid: list[str], path: str) -> list[str]:
+    """``keep_stale``: names among the profile's :func:`training_stages`."""
     stages = check_value(value, list[str], path)
-    valid = [f"{b}/{s}" for b in models for s in ("gap", "ca", *(f"ca-seed{x}" for x in seeds[1:]))]
     for stage in stages:
         if stage not in valid:
             raise ConfigError(f"{path}: {stage!r} is not a training stage of this profile (one of: {', '.join(valid)})")

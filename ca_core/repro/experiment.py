@@ -7,7 +7,6 @@ only the CA-Stream trains, as in the paper.
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +19,13 @@ from torch.utils.data import Dataset
 
 from .. import data
 from ..distributed import is_main
-from ..evaluation import evaluate_model, methods_for
-from ..models import POOLINGS, backbone_of, compose
+from ..evaluation import evaluate_model, methods_for, read_json
+from ..models import POOLINGS, backbone_of, compose, read_checkpoint
+from ..provenance import state_digest
 from ..train import checkpoint_file, train
-from ..provenance import code_digest, digest, state_digest
-from ..utils import default_device, seed_everything, write_json
+from ..utils import default_device, seed_everything, set_aside, write_json
 from .config import FolderData, Mit67Data, Profile
+from .keys import evaluation_key, evaluation_settings, stage_key, weights_digest
 from .runs import PROVENANCE_FILE, checkpoint_path, checkpoints, eval_dir, log_path, model_dir, read_log, stage_dir
 
 SHAPES_ROOT = Path("data/shapes")
@@ -154,21 +154,29 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
             continue
         cfg = profile.train.for_backbone(backbone)
         cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
-        model = initial_model(profile, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
-        folder = stage_dir(profile, backbone, stage, seed)
-        prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, start_checkpoint(profile, backbone, stage)),
-                      keep=folder.relative_to(profile.run_dir / "train").as_posix() in profile.keep_stale)
-        result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
-        rows.append({"Backbone": backbone, "Stage": stage.upper(), "Seed": cfg.seed, **_result_cells(result)})
+        rows.append(_train_stage(profile, sets, backbone, stage, cfg, seed, None, progress))
     for backbone, name in ablations(profile):
         cfg = dataclasses.replace(profile.train.for_backbone(backbone), seed=profile.seeds[0],
                                   **profile.ablations[name].train)
-        model = initial_model(profile, backbone, "ca", cfg.seed)
-        folder = stage_dir(profile, backbone, "ca", ablation=name)
-        prepare_stage(folder, stage_key(profile, backbone, "ca", cfg, model, start_checkpoint(profile, backbone, "ca")))
-        result = train(cfg, model, sets["train"], sets["val"], folder, stage="ca", progress=progress)
-        rows.append({"Backbone": backbone, "Stage": f"CA (ablation: {name})", "Seed": cfg.seed, **_result_cells(result)})
+        rows.append(_train_stage(profile, sets, backbone, "ca", cfg, None, name, progress))
     return rows
+
+
+def _train_stage(profile: Profile, sets: dict[str, Dataset], backbone: str, stage: str, cfg: Any,
+                 seed: int | None, ablation: str | None, progress: bool) -> dict[str, Any]:
+    """Train (or resume, or adopt) one stage; its row of :func:`train_all`. A stage kept stale on
+    request (``keep_stale``) is not touched: its row comes from its log."""
+    model = initial_model(profile, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
+    folder = stage_dir(profile, backbone, stage, seed, ablation)
+    name = folder.relative_to(profile.train_run_dir / "train").as_posix()
+    kept = prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, start_checkpoint(profile, backbone, stage)),
+                         keep=name in profile.keep_stale,
+                         backbone=state_digest(backbone_of(model).state_dict()) if stage == "ca" else None)
+    label = stage.upper() if ablation is None else f"CA (ablation: {ablation})"
+    if kept:
+        return {**_logged_row(profile, backbone, stage, seed, ablation), "Stage": f"{label} (kept stale)"}
+    result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
+    return {"Backbone": backbone, "Stage": label, "Seed": cfg.seed, **_result_cells(result)}
 
 
 def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
@@ -187,9 +195,10 @@ def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
     return rows
 
 
-def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None) -> dict[str, Any]:
+def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None,
+                ablation: str | None = None) -> dict[str, Any]:
     """A row of :func:`train_all` for a stage trained earlier, from its ``log.jsonl``."""
-    log = read_log(log_path(profile, backbone, stage, seed))
+    log = read_log(log_path(profile, backbone, stage, seed, ablation))
     last = log[-1] if log else {}
     result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
     weights = profile.pretrained_for(backbone) if stage == "gap" else None
@@ -210,69 +219,44 @@ def _result_cells(result: dict[str, Any]) -> dict[str, Any]:
 # Evaluation
 
 
-def weights_digest(profile: Profile, backbone: str, model: nn.Module) -> str | None:
-    """The pretrained backbone weights' digest (``None`` for backbones trained here: their
-    checkpoint's digest already identifies them)."""
-    return state_digest(backbone_of(model).state_dict()) if profile.pretrained_for(backbone) else None
-
-
-def stage_key(profile: Profile, backbone: str, stage: str, cfg: Any, model: nn.Module,
-              gap_checkpoint: Path | None) -> str:
-    """Identity of a training stage: the backbone and stage, its settings, the data's, what it
-    starts from (the GAP checkpoint or pretrained weights) and the code of the training loop and
-    all it imports."""
-    start = digest(gap_checkpoint) if gap_checkpoint is not None else weights_digest(profile, backbone, model)
-    return digest(backbone, stage, dataclasses.asdict(cfg), profile.settings.get("data"), start,
-                  code_digest("ca_core.train", "ca_core.models", "ca_core.data"))
-
-
-def prepare_stage(folder: Path, key: str, keep: bool = False) -> None:
+def prepare_stage(folder: Path, key: str, keep: bool = False, backbone: str | None = None) -> bool:
     """Keep ``folder`` (a finished or resumable stage) only if it was made for ``key``; otherwise
-    move it aside (:func:`set_aside`, never deleted) so the stage trains again under the current
-    code and settings.
+    move it aside (:func:`ca_core.utils.set_aside`, never deleted) so the stage trains again under
+    the current code and settings. Return whether a finished stage made for another key is kept.
 
-    ``keep`` (the profile's ``keep_stale``): a finished stage made for another key is kept, with a
-    warning, and its record says so (``kept_stale``), so the book can mark what depends on it.
+    ``keep`` (the profile's ``keep_stale``): a finished stage made for another key is kept whatever
+    changed, with a warning, and its record says so (``kept_stale``), so the book can mark what
+    depends on it; the caller then leaves it untouched. Not a CA stream whose frozen backbone
+    differs from ``backbone`` (the digest of the one it would now run on): it would be composed onto
+    weights it never saw, so it is moved aside and trained again, with a warning saying why.
     """
     record = folder / PROVENANCE_FILE
     if folder.exists():
-        try:
-            made = json.loads(record.read_text())
-        except (OSError, ValueError):
-            made = {}
+        made = read_json(record) or {}
         if made.get("key") == key:
             if made.pop("kept_stale", None):  # the code is back to what made it
                 write_json(record, made)
-            return
-        if keep and made.get("key") and checkpoint_file(folder).is_file():
+            return False
+        finished = made.get("key") and checkpoint_file(folder).is_file()
+        if keep and finished and _trained_on(folder, backbone):
             warnings.warn(f"{folder} was trained by other code or settings: kept, as keep_stale asks; "
                           "the book marks the numbers that depend on it", stacklevel=2)
             write_json(record, {**made, "kept_stale": {"current_key": key}})
-            return
+            return True
         why = ("has no readable record of what made it" if not made.get("key")
+               else "is a stream trained on other backbone weights, which keep_stale cannot keep" if keep and finished
                else "was trained by other code or settings")
         aside = set_aside(folder)
         warnings.warn(f"{folder} {why}: moved aside to {aside} (nothing deleted) and trained again; "
                       f"discard it with `rm -r {aside}`, or move it back to reuse it under `keep_stale`", stacklevel=2)
     write_json(record, {"key": key, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    return False
 
 
-#: The suffix of a stage folder set aside by :func:`prepare_stage` (followed by the time).
-ORPHAN = ".orphan-"
-
-
-def set_aside(folder: Path) -> Path:
-    """Rename ``folder`` to ``<folder>.orphan-<UTC time>`` beside it and return the new path."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    aside = folder.with_name(f"{folder.name}{ORPHAN}{stamp}")
-    folder.rename(aside)
-    return aside
-
-
-def fingerprint(settings: dict[str, Any], checkpoint_files: list[Path], weights: str | None = None) -> str:
-    """Identity of a result: evaluation/data settings, checkpoint contents, pretrained weights and
-    the code of the evaluation loop and all it imports."""
-    return digest(settings, code_digest("ca_core.evaluation"), weights, *[digest(p) for p in checkpoint_files])
+def _trained_on(folder: Path, backbone: str | None) -> bool:
+    """Whether the stage's checkpoint was trained on the backbone of digest ``backbone`` (``None``:
+    a GAP stage, nothing to check; a stream that records no digest cannot be checked and passes)."""
+    return backbone is None or read_checkpoint(checkpoint_file(folder))[1].get("backbone_digest") in (None, backbone)
 
 
 def evaluate_all(profile: Profile, progress: bool = True) -> Path:
@@ -280,20 +264,17 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     cfg = profile.eval
     sets = datasets(profile, ("val", "test"))
     test = sets["test"]
-    result_keys = ("num_images", "method_images", "chunk_size", "protocol", "scorecam_variant", "precision", "targets",
-                   "calibration", "road_images", "road_noise", "sanity_images", "seed")
-    used = {"eval": {k: getattr(cfg, k) for k in result_keys}, "data": profile.settings.get("data")}
     for backbone, pooling, seed in models(profile):
         model = load_trained(profile, backbone, pooling, seed)
-        key = fingerprint(used, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, backbone, model))
+        key = evaluation_key(profile, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, backbone, model))
         folder = model_dir(profile, backbone, pooling, seed)
         evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
                        extra_seed=seed not in (None, profile.seeds[0]), calibration_set=sets["val"])
     for backbone, name in ablations(profile):
         model = load_trained(profile, backbone, "ca", ablation=name)
-        key = fingerprint(used, checkpoints(profile, backbone, "ca", ablation=name), weights_digest(profile, backbone, model))
+        key = evaluation_key(profile, checkpoints(profile, backbone, "ca", ablation=name), weights_digest(profile, backbone, model))
         evaluate_model(model, "ca", test, cfg, model_dir(profile, backbone, "ca", ablation=name), key, progress,
                        label=f"{backbone}/ca-{name}", extra_seed=True, calibration_set=sets["val"])
     if is_main():
-        write_json(eval_dir(profile) / "settings.json", used)
+        write_json(eval_dir(profile) / "settings.json", evaluation_settings(profile))
     return eval_dir(profile)

@@ -239,7 +239,8 @@ def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequenc
     own raw rows in grey italics and the paper's difference as a black cross; one row of panels per
     metric, one column per backbone.
 
-    ``tests`` are :class:`ca_core.repro.claims.ClaimTest` records; ``labels`` name the methods.
+    ``tests`` are :class:`ca_core.repro.claims.ClaimTest` records; ``labels`` name the methods and
+    the backbones (:func:`ca_core.repro.notices.backbone_labels`: marked when kept stale).
     """
     if not tests:  # e.g. a run of raw attention alone, or without labels
         fig, ax = plt.subplots(figsize=(BOOK_WIDTH, 0.6))
@@ -264,7 +265,8 @@ def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequenc
                 tick.set_color("dimgray")
                 tick.set_fontstyle("italic")
         direction = group[0].direction if group else "up"
-        ax.set_title(f"{backbone}: {metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=9.5)
+        ax.set_title(f"{labels.get(backbone, backbone)}: {metric} ({'higher' if direction == 'up' else 'lower'} is better)",
+                     fontsize=9.5)
     for ax in axes[-1]:
         ax.set_xlabel("CA − GAP (points)", fontsize=9)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
@@ -328,7 +330,8 @@ def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:
 
 def sanity_curves(checks: Sequence, labels: Mapping[str, str]) -> Figure:
     """The parameter randomisation check: the median Spearman correlation between trained and
-    randomised maps after each top-down step, one panel per backbone x pooling, one line per method."""
+    randomised maps after each top-down step, one panel per backbone x pooling, one line per method;
+    ``labels`` name the methods and the backbones, as in :func:`forest_plot`."""
     panels = list(dict.fromkeys((b, p) for b, _, p, _ in checks))
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(BOOK_WIDTH, 3.1), squeeze=False, sharey=True)
     for ax, (backbone, pooling) in zip(axes[0], panels):
@@ -339,44 +342,11 @@ def sanity_curves(checks: Sequence, labels: Mapping[str, str]) -> Figure:
         ax.axhline(0.5, color="black", lw=0.7, ls=":")
         ax.set_xticks(range(len(steps)))
         ax.set_xticklabels(steps, rotation=70, fontsize=6)
-        ax.set_title(f"{backbone} · {pooling.upper()}", fontsize=9)
+        ax.set_title(f"{labels.get(backbone, backbone)} · {pooling.upper()}", fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("median Spearman ρ", fontsize=9)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="upper center", ncol=min(len(names), 5), fontsize=7.5, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.88))
-    return fig
-    metrics = list(dict.fromkeys(str(t["metric"]) for t in tests))
-    rows = {m: [t for t in tests if t["metric"] == m] for m in metrics}
-    height = max(len(r) for r in rows.values())
-    cols = min(2, len(metrics))
-    grid_rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(grid_rows, cols, figsize=(BOOK_WIDTH, grid_rows * (1.1 + 0.28 * height) + 0.5),
-                             squeeze=False)
-    for ax in axes.ravel()[len(metrics):]:
-        ax.set_axis_off()
-    for ax, metric in zip(axes.ravel(), metrics):
-        group = rows[metric]
-        y = np.arange(len(group))[::-1]
-        ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
-        for yi, t in zip(y, group):
-            colour = VERDICT_COLOURS.get(str(t["verdict"]), "tab:gray")
-            ax.errorbar(t["diff"], yi, xerr=[[t["diff"] - t["lo"]], [t["hi"] - t["diff"]]], fmt="o", ms=5,
-                        color=colour, capsize=3)
-            if t["paper_diff"] is not None:
-                ax.plot(t["paper_diff"], yi, "x", color="black", ms=7)
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_yticks(y)
-        ax.set_yticklabels([f"{t['backbone']} · {labels.get(str(t['method']), 'accuracy')}" for t in group], fontsize=9)
-        direction = group[0]["direction"]
-        ax.set_title(f"{metric} ({'higher' if direction == 'up' else 'lower'} is better)", fontsize=10)
-        ax.set_xlabel("CA − GAP (points)", fontsize=9)
-        ax.tick_params(axis="x", labelsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
-               for v, c in list(VERDICT_COLOURS.items())[:3]]
-    handles.append(plt.Line2D([], [], color="black", marker="x", ls="", label="paper (ImageNet)"))
-    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig

@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -94,7 +95,11 @@ class LiveExplorer(widgets.VBox):
         files = change["new"]
         if not files:
             return
-        self.uploaded = self.load_upload(bytes(files[0]["content"]))
+        try:
+            self.uploaded = self.load_upload(bytes(files[0]["content"]))
+        except ValueError as err:  # a damaged or foreign file: say so where the user looks, keep the view
+            self.status.value = f"<b>{html.escape(files[0].get('name', 'upload'))}</b>: {html.escape(str(err))}"
+            return
         self.refresh()
 
     def load_upload(self, data: bytes) -> torch.Tensor:
@@ -105,6 +110,8 @@ class LiveExplorer(widgets.VBox):
             image = Image.open(io.BytesIO(data)).convert("RGB")
         except UnidentifiedImageError as err:
             raise ValueError(f"the uploaded file is not an image PIL can read: {err}") from None
+        except OSError as err:  # e.g. a file cut short in transfer: the header reads, the pixels do not
+            raise ValueError(f"the uploaded image is damaged or truncated ({err}): upload it again") from None
         height, width = self.dataset[0][0].shape[-2:]
         pixels = torch.from_numpy(np.asarray(image.resize((width, height), Image.BILINEAR), dtype=np.float32) / 255)
         mean, std = normalisation(self._gap(), channels=3)

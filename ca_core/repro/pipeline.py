@@ -22,9 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..evaluation import read_json
 from ..provenance import code_digest, digest, notebook_modules
-from ..utils import atomic_write, write_json
-from .config import CONFIG_FILE, ConfigError, load_profile, read_config
+from ..utils import announce, atomic_write, set_aside, write_json
+from .config import CONFIG_FILE, ConfigError, Profile, load_profile, read_config
+from .lock import LockError, run_lock
 from .runs import artefacts_digest, timings_path
 
 STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction")
@@ -154,7 +156,10 @@ class Timings:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self.data: dict[str, Any] = read_json(path) or {}
+        if path.is_file() and not self.data:  # cut short or edited by hand: keep it, start a new record
+            announce(f"{path} is unreadable: kept as {set_aside(path)}; the step times start afresh "
+                     "(every step re-runs once, since none is recorded as up to date)")
         self.data.setdefault("steps", {})
 
     def start(self) -> None:
@@ -256,17 +261,21 @@ def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None,
 
 
 def git_commit(root: Path) -> str | None:
-    """The commit checked out at ``root``, suffixed ``+changes`` when tracked files other than the
-    pipeline's own outputs (``book/generated/``) differ from it (``None`` outside a git checkout)."""
+    """The commit that holds the code at ``root``: its hash, or, when tracked files other than the
+    pipeline's own outputs (``book/generated/``) differ from it, ``"<hash> with uncommitted changes
+    (diff <digest>)"``, the digest of ``git diff HEAD`` naming exactly which changes (``None``
+    outside a git checkout)."""
     def git(*args: str) -> str | None:
         result = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
-        return result.stdout.strip() if result.returncode == 0 else None
+        return result.stdout if result.returncode == 0 else None
 
     commit = git("rev-parse", "--short=12", "HEAD")
     if commit is None:
         return None
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{OUTPUT_DIR.as_posix()}")
-    return commit + ("+changes" if changed else "")
+    diff = git("diff", "HEAD", "--", ".", f":!{OUTPUT_DIR.as_posix()}")
+    if not diff:
+        return commit.strip()
+    return f"{commit.strip()} with uncommitted changes (diff {digest(diff)[:12]})"
 
 
 def run(
@@ -280,6 +289,13 @@ def run(
     """
     root = Path(config).resolve().parent
     resolved = load_profile(profile, config)  # validate everything (and the data paths) before any work
+    with run_lock(root / resolved.run_dir):  # one run of a profile at a time
+        return _run(profile, resolved, force, book, config, root, steps, log)
+
+
+def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path, root: Path,
+         steps: tuple[str, ...], log) -> dict[str, Any]:
+    """:func:`run`'s steps, under the profile's lock."""
     settings = read_config(config)["profiles"][profile]
     run_dir, train_run_dir = root / resolved.run_dir, root / resolved.train_run_dir
     timings = Timings(timings_path(run_dir))
@@ -313,17 +329,26 @@ def run(
     return timings.data
 
 
+#: Errors of a user's making (a config value, a missing file, a damaged artefact, a busy profile):
+#: one line on the terminal, the traceback only with ``--debug``.
+USER_ERRORS = (ConfigError, PipelineError, LockError, FileNotFoundError, ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ca_core.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", help="profile of _config.yml (smoke, default, imagenet)")
     parser.add_argument("--config", type=Path, default=CONFIG_FILE, help="config file (default: _config.yml)")
     parser.add_argument("--force", action="store_true", help="re-run every step even when up to date")
     parser.add_argument("--no-book", dest="book", action="store_false", help="skip jupyter-book build")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     args = parser.parse_args(argv)
     try:
         run(args.profile, force=args.force, book=args.book, config=args.config)
-    except (ConfigError, PipelineError) as err:
-        print(f"pipeline: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"pipeline: {err}" if isinstance(err, (ConfigError, PipelineError, LockError))
+              else f"pipeline: {type(err).__name__}: {err} (run again with --debug for the traceback)", file=sys.stderr)
         return 1
     return 0
 

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from ..evaluation import method_options, methods_for, predict
+from ..evaluation import method_options, methods_for
+from ..prediction import predict
 from ..metrics import SanityResult, crossed_test, evaluate_maps, paired_test, summarize
 from ..models import POOLINGS
-from ..saliency import METHODS, explain
-from ..utils import write_json
+from ..saliency import explain
 from . import paper
+from .notices import backbone_label
 from .config import CONFIG_FILE, Profile
 from .experiment import ablations, eval_split, load_trained, models, settings
 from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
@@ -68,53 +69,6 @@ def ci(summary: dict[str, float]) -> str:
 def _paper_source(backbone: str) -> str:
     ref = paper.paper_backbone(backbone)
     return f"paper ({paper.BACKBONE_LABELS[ref]}, ImageNet)" if ref else "paper"
-
-
-STALE_MARK = " †"
-
-
-def kept_stale(profile: Profile) -> list[str]:
-    """The training stages kept under older code or settings (the profile's ``keep_stale``)."""
-    return [a["path"].removeprefix("train/") for a in artefacts(profile.run_dir, ("train",), profile.train_run_dir)
-            if a["kept_stale"]]
-
-
-def stale_notice(profile: Profile) -> str:
-    """A Markdown warning naming the stages kept under older code, and the mark of the numbers
-    that depend on them; empty when there are none."""
-    kept = kept_stale(profile)
-    if not kept:
-        return ""
-    return (f"**Warning: stale training stages kept on request.** The profile's `keep_stale` kept "
-            f"{', '.join(f'`{k}`' for k in kept)} although the code or settings that made them have changed "
-            f"since. Every row or column of a backbone marked{STALE_MARK} depends on them.")
-
-
-def source_notice(profile: Profile) -> str:
-    """A Markdown note for a profile that evaluates another profile's models (``models_from``):
-    where they were trained, and what the maps explain; empty otherwise."""
-    if not profile.models_from:
-        return ""
-    explained = ("the models' own predictions (the data's classes are not theirs), so no accuracy is reported"
-                 if not profile.labelled else "the data's labels")
-    return (f"**Models of profile `{profile.models_from}`.** This profile trains nothing: it shows the GAP and "
-            f"CA models trained by profile `{profile.models_from}` (`{profile.train_run_dir}/train/`) on "
-            f"its own {profile.data_kind} images. The maps and metrics explain {explained}.")
-
-
-def show_notices(profile: Profile) -> None:
-    """Display :func:`source_notice` and :func:`stale_notice` in a notebook, those that apply."""
-    from IPython.display import Markdown, display
-
-    for notice in (source_notice(profile), stale_notice(profile)):
-        if notice:
-            display(Markdown(notice))
-
-
-def backbone_label(profile: Profile, backbone: str) -> str:
-    """The backbone's name, marked when one of its training stages is a kept stale one."""
-    stale = any(k.split("/")[0] == backbone for k in kept_stale(profile))
-    return backbone + (STALE_MARK if stale else "")
 
 
 def accuracy_table(profile: Profile) -> list[Row]:

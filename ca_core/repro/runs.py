@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..evaluation import CALIBRATION_FILE, MANIFEST_FILE, read_extra, read_json, read_predictions, read_results
+from ..evaluation import MANIFEST_FILE, read_calibration, read_extra, read_predictions, read_results
 from ..provenance import digest
 from ..train import STAGES, checkpoint_file
+from ..utils import ORPHAN
 from .config import Profile
 
 #: A training stage's record of the key it was made for (:func:`ca_core.repro.experiment.prepare_stage`).
@@ -85,7 +86,7 @@ def load_calibration(profile: Profile, backbone: str, pooling: str, seed: int | 
                      ablation: str | None = None) -> dict[str, Any] | None:
     """One trained model's calibration record (temperature, raw and calibrated accuracy, confidence,
     NLL, ECE, reliability bins), or ``None`` when the run has none (unlabelled data, calibration off)."""
-    return read_json(model_dir(profile, backbone, pooling, seed, ablation) / CALIBRATION_FILE)
+    return read_calibration(model_dir(profile, backbone, pooling, seed, ablation))
 
 
 def load_extra(profile: Profile, backbone: str, pooling: str, method: str, kind: str) -> dict[str, np.ndarray] | None:
@@ -93,18 +94,28 @@ def load_extra(profile: Profile, backbone: str, pooling: str, method: str, kind:
     return read_extra(model_dir(profile, backbone, pooling) / method, kind)
 
 
-def log_path(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> Path:
+def log_path(profile: Profile, backbone: str, stage: str, seed: int | None = None, ablation: str | None = None) -> Path:
     """A stage's ``log.jsonl``; for a backbone pretrained from a local file, the log beside that file
     (``make backbones`` leaves one there), which may not exist."""
     pretrained = profile.pretrained_for(backbone)
     if stage == "gap" and isinstance(pretrained, Path):
         return pretrained.parent / "log.jsonl"
-    return stage_dir(profile, backbone, stage, seed) / "log.jsonl"
+    return stage_dir(profile, backbone, stage, seed, ablation) / "log.jsonl"
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a ``log.jsonl``."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    """The per-epoch records of a ``log.jsonl``; a :class:`ValueError` naming the file and line when
+    one is not JSON (a file cut short or edited by hand)."""
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            raise ValueError(f"{path}, line {number}: not a JSON record ({err}); the stage's training log is "
+                             "damaged: train the stage again (move its folder away) or repair the line") from None
+    return records
 
 
 def train_logs(profile: Profile) -> dict[str, list[dict[str, Any]]]:
@@ -139,7 +150,7 @@ def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS), train_ru
     for kind in kinds:
         base = Path(train_run_dir or run_dir) if kind == "train" else Path(run_dir)
         for record in sorted(base.glob(ARTEFACTS[kind])):
-            if ".orphan-" in record.as_posix():  # set aside by prepare_stage: no longer part of the run
+            if ORPHAN in record.as_posix():  # set aside: no longer part of the run
                 continue
             try:
                 made = json.loads(record.read_text())

@@ -12,7 +12,8 @@ from . import paper
 from .claims import claim_tests, findings
 from .config import Profile
 from .experiment import evaluated_seeds, models, settings
-from .report import REGIME_TARGETS, kept_stale, normalised_summary, regime_check, resolved_settings, sanity_checks
+from .notices import kept_stale
+from .report import REGIME_TARGETS, normalised_summary, regime_check, resolved_settings, sanity_checks
 from .runs import load_calibration, load_extra, load_predictions, load_results
 
 #: Version of the layout of ``runs/<profile>/results.json``.

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from . import paper
 from .config import Profile
+from .notices import backbone_label
 from .experiment import class_names, eval_split, initial_model, load_trained, rgb, settings
 from .runs import load_results
 from ..evaluation import images_for
@@ -94,7 +95,7 @@ def explorer_views(profile: Profile) -> tuple[dict[tuple[str, ...], bytes], dict
             results = {p: load_results(profile, backbone, p, method) if (backbone, method, p) in evaluated else None
                        for p in ("gap", "ca")}
             for i, rgb_i, mask, title in zip(idx, rgbs, masks, titles):
-                key = (title, backbone, paper.METHOD_LABELS[method])
+                key = (title, backbone_label(profile, backbone), paper.METHOD_LABELS[method])
                 maps = {p: None if r is None else r["maps"][i].astype(np.float32) for p, r in results.items()}
                 curves = {p: None if r is None else {k: r[f"{k}_curve"][i] for k in ("insertion", "deletion")}
                           for p, r in results.items()}
@@ -165,7 +166,7 @@ def attention_table(profile: Profile) -> list[dict[str, Any]]:
     rows = []
     for backbone in profile.models:
         for r in attention_study(profile, backbone):
-            row = {"Backbone": backbone, "Block": r["block"], "Tap": f"`{r['tap']}`", "Positions": r["positions"],
+            row = {"Backbone": backbone_label(profile, backbone), "Block": r["block"], "Tap": f"`{r['tap']}`", "Positions": r["positions"],
                    "Entropy": f"{r['entropy']:.2f}", "Entropy at init": f"{r['entropy_init']:.2f}",
                    "Max weight (uniform)": f"{r['max_weight']:.2f} ({r['uniform']:.3f})",
                    "Feature norm": f"{r['feature_norm']:.1f}", "Corr. with norm": f"{r['norm_correlation']:.2f}"}

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .. import distributed
-from ..evaluation import batches_on, num_classes_of, predict
+from ..prediction import batches_on, num_classes_of, predict
 from ..models import POOLINGS, is_ca_model, save_model
 from ..utils import (atomic_write, autocast, check_labels, check_precision, progress_bar, rng_states, seed_everything,
                      set_rng_states)

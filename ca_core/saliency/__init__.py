@@ -27,7 +27,8 @@ def explain(model: nn.Module, images: torch.Tensor, method: str, targets: Target
         targets: one class per image (tensor, sequence or int); default: the predicted class.
             The score explained is the target's logit (Score-CAM: see its variants).
         layer: target module or dotted path in the backbone; default: the family's CAM layer
-            (ResNet ``layer4.-1``, ConvNeXt ``stages.3.blocks.-1.mlp.fc2``). Same for GAP and CA.
+            (ResNet ``layer4.-1``, ConvNeXt ``stages.3.blocks.-1.mlp.fc2``, any other timm CNN the
+            map its global pooling reads, e.g. EfficientNet's ``bn2``). Same for GAP and CA.
         batch_size: images per forward pass (Score-CAM: masked inputs per forward pass).
         progress: show a progress bar for Score-CAM's masked forwards.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (CUDA): the autocast dtype of the model's

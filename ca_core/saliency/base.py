@@ -61,21 +61,24 @@ def resolve_targets(targets: torch.Tensor | None, logits: torch.Tensor) -> torch
 def resolve_layer(
     model: nn.Module, layer: nn.Module | str | None, reshape: Reshape | None
 ) -> tuple[nn.Module, Reshape | None]:
-    """The target module (the paper's default for the backbone family unless ``layer`` is given;
-    a string is a dotted path in the backbone, e.g. ``"layer4.-1"``) and its reshape to NCHW.
+    """The target module (the family's CAM layer unless ``layer`` is given: the paper's for ResNet
+    and ConvNeXt, the map the global pooling reads for any other timm CNN; a string is a dotted
+    path in the backbone, e.g. ``"layer4.-1"``) and its reshape to NCHW.
 
     Without an explicit ``reshape``, a ``Linear`` layer's output is taken as channels-last (a
     Linear acts on the last axis: ConvNeXt's ``mlp.fc2``); timm's ``conv_mlp`` ConvNeXts (atto to
     nano) have a channels-first 1x1 Conv2d there instead.
     """
     backbone = backbone_of(model)
-    family = family_of(backbone)
-    if layer is None and family is None:
-        raise ValueError(
-            f"no default CAM layer for {type(backbone).__name__}; pass layer= (a module or a dotted "
-            "path in the backbone such as 'stages.3')"
-        )
     if layer is None:
+        # a GAP or CA model holds its backbone's family (deriving one runs the backbone once)
+        family = model.family if model is not backbone else family_of(backbone)
+        if family is None:
+            raise ValueError(
+                f"no default CAM layer for {type(backbone).__name__} (not a timm CNN whose forward_features "
+                "returns a module's (B, C, H, W) map); pass layer= (a module or a dotted path in the backbone "
+                "such as 'stages.3')"
+            )
         module = get_submodule(backbone, family.cam_layer)
     elif isinstance(layer, str):
         module = get_submodule(backbone, layer)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ca_core.repro.pipeline import stale_steps
+from ca_core.repro.pipeline import stale_steps, stamp_path, step_keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,32 +41,71 @@ def build(root: Path) -> str:
     return result.stdout + result.stderr
 
 
+GENERATED = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction")
+
+
+def pages(root: Path) -> dict[str, str]:
+    """The built HTML of each generated page (absent: not in the book)."""
+    html = root / "book/_build/html/generated"
+    return {page: (html / f"{page}.html").read_text() for page in GENERATED if (html / f"{page}.html").is_file()}
+
+
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory) -> Path:
-    return clone(tmp_path_factory.mktemp("clone"))
+def fresh(tmp_path_factory) -> dict:
+    """A fresh clone, built once: what the tests read is taken right after the build (its output, the
+    generated pages, :func:`stale_steps`), so :func:`changed` may then edit and rebuild the same clone."""
+    root = clone(tmp_path_factory.mktemp("clone"))
+    output = build(root)
+    profile, stale = stale_steps(root)
+    return {"root": root, "output": output, "pages": pages(root), "profile": profile, "stale": stale,
+            "explorer_size": (root / "book/_build/html/generated/05_explorer.html").stat().st_size}
+
+
+@pytest.fixture(scope="module")
+def changed(fresh) -> dict:
+    """The built clone with its stamps set to the current keys (as if ``make book`` had just run, so
+    this does not depend on whether the committed book is fresh), then one step made stale: a
+    comment line added to a code cell of ``notebooks/04_figures.ipynb``, which changes that step's
+    key and no other; built again (an incremental build, as a user's would be)."""
+    root, profile = fresh["root"], fresh["profile"]
+    assert profile is not None
+    keys = step_keys(profile, root / "_config.yml")
+    for step, key in keys.items():
+        path = stamp_path(root / "book/generated" / f"{step}.ipynb")
+        path.write_text(json.dumps({**json.loads(path.read_text()), "code_key": key}))
+    before = stale_steps(root)
+    notebook = root / "notebooks/04_figures.ipynb"
+    nb = json.loads(notebook.read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    cell["source"] = ["# a comment: the step's code changed\n", *cell["source"]]
+    notebook.write_text(json.dumps(nb, indent=1))
+    after = stale_steps(root)
+    output = build(root)
+    return {"before": before, "after": after, "output": output, "pages": pages(root), "profile": profile}
 
 
 def test_a_fresh_clone_builds_the_committed_report(fresh):
-    output = build(fresh)
-    html = fresh / "book/_build/html/generated"
-    for page in ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction"):
-        assert (html / f"{page}.html").is_file(), f"{page} is not in the book"
-    results = (html / "04_figures.html").read_text()
+    assert set(fresh["pages"]) == set(GENERATED), f"not in the book: {set(GENERATED) - set(fresh['pages'])}"
+    results = fresh["pages"]["04_figures"]
     assert 'id="at-a-glance"' in results and "<img" in results
-    assert (html / "05_explorer.html").stat().st_size < 2_000_000
-    profile, stale = stale_steps(fresh)
-    assert profile is not None
-    # the book warns exactly when the committed notebooks do not match the code and settings at hand
-    assert ("ca-stale" in results) == bool(stale) == ("book/generated/ is out of date" in output), (stale, output[-2000:])
+    assert fresh["explorer_size"] < 2_000_000
 
 
-def test_a_change_since_the_run_is_a_plain_warning_on_every_page(fresh):
-    notebook = fresh / "notebooks/04_figures.ipynb"
-    nb = json.loads(notebook.read_text())
-    nb["cells"].append({"cell_type": "markdown", "id": "changed", "metadata": {}, "source": ["A new paragraph."]})
-    notebook.write_text(json.dumps(nb))
-    output = build(fresh)
-    assert "book/generated/ is out of date" in output and "04_figures" in output
-    for page in ("04_figures", "05_explorer", "06_reproduction"):
-        html = (fresh / f"book/_build/html/generated/{page}.html").read_text()
-        assert "ca-stale" in html and "to regenerate them" in html, f"{page} does not warn"
+def test_the_committed_book_matches_the_code_and_says_nothing_is_stale(fresh):
+    """The committed executed notebooks were made by the code and settings at hand: no step is
+    stale, the build does not warn and no page carries the warning (``make book`` and commit
+    ``book/generated/`` when this fails)."""
+    assert fresh["profile"] is not None
+    assert fresh["stale"] == [], f"book/generated/ is stale for steps {fresh['stale']}: run `make book`"
+    assert "book/generated/ is out of date" not in fresh["output"], fresh["output"][-2000:]
+    assert [page for page, html in fresh["pages"].items() if "ca-stale" in html] == []
+
+
+def test_a_step_whose_code_changed_is_named_and_warned_on_every_page(changed):
+    assert changed["before"] == (changed["profile"], [])  # the stamps as `make book` leaves them
+    assert changed["after"] == (changed["profile"], ["04_figures"])  # exactly the edited step
+    assert (f"book/generated/ is out of date for profile {changed['profile']!r}: steps 04_figures were produced"
+            in changed["output"]), changed["output"][-2000:]
+    for page, html in changed["pages"].items():
+        assert "ca-stale" in html and "pipeline steps 04_figures have changed" in html, f"{page} does not warn"
+        assert "to regenerate them" in html

@@ -138,6 +138,38 @@ def test_the_verdict_rule_of_these_tests_gives_each_verdict(claim, test, verdict
     assert {v.value for v in Verdict} == {"holds", "not significant", "opposite, significant", "equivalence not shown"}
 
 
+def test_the_library_gives_every_verdict_as_the_rule_says_on_constructed_claims():
+    """The tiny run's rows are all "not significant" or "equivalence not shown", so constructed
+    claim tests (every claim kind and direction, a baseline row and the accuracy equivalence; each
+    interval above 0, below 0, across 0 or below -margin; small and large p) go through the
+    library's Holm correction: each p_holm and verdict is the one restated here, and every verdict occurs."""
+    from ca_core.repro.claims import ClaimTest, Comparison, Outcome, correct
+
+    rng = np.random.default_rng(0)
+    cases = [("ag", "improves", "up", "gradcam"), ("ai", "improves", "up", "scorecam"), ("ad", "improves", "down", "gradcam"),
+             ("deletion", "worse", "down", "gradcam"), ("ag", "improves", "up", "random"), ("accuracy", "kept", "up", None)]
+    intervals = [(0.5, 2.0), (-2.0, -0.5), (-1.0, 1.0), (-3.0, -1.5)]
+    tests = []
+    for metric, kind, direction, method in cases:
+        for lo, hi in intervals:
+            for p in (1e-5, 0.004, 0.3):
+                outcomes = {c: Outcome((lo + hi) / 2, lo, hi, float(p * rng.uniform(0.5, 1.5)), 1.0, 3.0, 1.0)
+                            for c in Comparison if method is not None or c is Comparison.RAW}
+                tests.append(ClaimTest("claim", kind, metric, "resnet_mini", method, direction, 10, 2, None, outcomes))
+    rows = [t.as_dict() for t in correct(tests, margin=1.0)]
+    seen = set()
+    for name in ("raw", "vs_random", "vs_centre", "calibrated"):
+        for family in ("claims", "accuracy", "baselines"):
+            members = [r for r in rows if name in r and
+                       ("baselines" if r["baseline"] else "accuracy" if r["metric"] == "accuracy" else "claims") == family]
+            assert [r[name]["p_holm"] for r in members] == pytest.approx(holm_by_hand([r[name]["p"] for r in members]),
+                                                                         rel=1e-12, abs=0), (name, family)
+            for r in members:
+                assert r[name]["verdict"] == verdict_by_hand(r, r[name], 1.0), (name, r)
+                seen.add(r[name]["verdict"])
+    assert seen == {v.value for v in Verdict}
+
+
 def test_each_verdict_and_holm_p_follow_from_the_rows_own_numbers(run):
     """Every comparison's p_holm is Holm's adjustment of the raw p over its family (per comparison:
     the CAM claims, the accuracy equivalence tests, the baselines' own rows), and its verdict is

@@ -1,6 +1,7 @@
 # One-command entry points. Both create (or reuse) the virtual environment in $(VENV).
 #   make book  - set up, run the default reproduction (profile $(PROFILE)), build the book
 #   make test  - set up, run the test suite (including a smoke book opened in headless Chromium)
+#   make reference - make the finished run of $(PROFILE) the reference later runs compare themselves with
 #   make backbones - train the default profile's GAP backbones from scratch into data/backbones/
 #                (committed: the default profile starts from them, as the paper starts from timm's)
 # The book serves its own widget JavaScript and MathJax (npm packages, `make assets`), and the
@@ -14,7 +15,7 @@ NPM_STAMP := node_modules/.package-lock.json
 ASSETS := book/_assets/widgets/embed-amd.js
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: env assets book reproduce backbones test browser clean
+.PHONY: env assets book reproduce reference backbones test browser clean
 
 env: $(STAMP)
 
@@ -56,6 +57,11 @@ backbones: env
 
 book: reproduce
 	@echo "book: built at book/_build/html/index.html"
+
+# Make the finished run of $(PROFILE) the committed reference every later run compares itself with
+# (book/reference/$(PROFILE).json and its checkpoints); on purpose only, never by a run.
+reference: env
+	$(PY) -m ca_core.repro.reproduction --profile $(PROFILE)
 
 test: env assets browser
 	$(PY) -m pytest -q tests

@@ -50,6 +50,27 @@ def run(command: list[str], cwd: Path, timeout: int) -> str:
     return result.stdout
 
 
+def train_like_a_cluster(root: Path, config: str) -> dict[str, int]:
+    """README's cluster workflow on the smoke profile: every stage trained by ``torchrun
+    --nproc_per_node 2 -m ca_core.train`` into its stage folder; the checkpoints' write times."""
+    from ca_core.repro.config import load_profile
+
+    profile = load_profile("smoke", root / "_config.yml")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+                "-m", "ca_core.train", "--profile", "smoke", "--config", config, "--no-progress", "--threads", "1"]
+    written = {}
+    for backbone in profile.models:
+        train = root / "runs/smoke/train" / backbone
+        gap = ["--stage", "gap", "--out", str(train / "gap")]
+        streams = [["--stage", "ca", "--gap-checkpoint", str(train / "gap/model.safetensors"),
+                    "--set", f"seed={seed}", "--out", str(train / ("ca" if i == 0 else f"ca-seed{seed}"))]
+                   for i, seed in enumerate(profile.seeds)]
+        for stage in [gap, *streams]:
+            run(torchrun + ["--backbone", backbone, *stage], cwd=root, timeout=300)
+            written[stage[-1]] = (Path(stage[-1]) / "model.safetensors").stat().st_mtime_ns
+    return written
+
+
 @pytest.fixture(scope="session")
 def book(tmp_path_factory) -> dict:
     """Build the smoke book once and open all its pages; the browser's report plus the HTML dir."""
@@ -58,6 +79,7 @@ def book(tmp_path_factory) -> dict:
         pytest.fail("missing: " + ", ".join(missing))
     root = project_copy(tmp_path_factory.mktemp("project"))
     config = str(root / "_config.yml")
+    trained = train_like_a_cluster(root, config)
     run([sys.executable, "-m", "ca_core.pipeline", "--profile", "smoke", "--config", config], cwd=root, timeout=900)
     html = root / "book/_build/html"
     notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("0*.ipynb"))
@@ -66,7 +88,7 @@ def book(tmp_path_factory) -> dict:
     report = json.loads(run(["node", str(REPO / "tests/browser_check.js"), str(html), str(shots), *pages],
                             cwd=REPO, timeout=300))
     (shots / "report.json").write_text(json.dumps(report, indent=1))
-    return report | {"html": html, "notebooks": notebooks}
+    return report | {"html": html, "notebooks": notebooks, "root": root, "trained": trained}
 
 
 def page_with_title(book: dict, title: str) -> dict:
@@ -161,3 +183,11 @@ def test_the_live_explorer_notebook_opens_on_the_run(book, tmp_path):
                                cwd=str(root / "notebooks"), kernel_name="python3", progress_bar=False)
     outputs = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), outputs
+
+
+def test_the_cluster_workflow_trains_nothing_twice_and_loses_nothing(book):
+    """Stages trained by torchrun before ``make book`` are adopted as they are: no checkpoint
+    rewritten, nothing moved aside."""
+    assert book["trained"] and {folder: (Path(folder) / "model.safetensors").stat().st_mtime_ns
+                                for folder in book["trained"]} == book["trained"]
+    assert not list((book["root"] / "runs/smoke/train").glob("*/*.orphan-*"))

@@ -184,3 +184,31 @@ def test_a_silent_step_still_shows_it_is_running(project, capsys, monkeypatch):
     run(project)
     lines = [line for line in capsys.readouterr().out.splitlines() if "02_second: still running" in line]
     assert len(lines) >= 2, lines
+
+
+def test_the_stamps_name_the_commit_that_holds_the_code(tmp_path):
+    """Item 8: a clean checkout gives its commit; uncommitted changes are said, with the diff's
+    digest (two different edits, two digests); the pipeline's own outputs do not count."""
+    import subprocess
+
+    from ca_core.repro.pipeline import git_commit
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "book/generated").mkdir(parents=True)
+    (tmp_path / "book/generated/page.ipynb").write_text("{}")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    head = git("rev-parse", "--short=12", "HEAD").strip()
+    (tmp_path / "book/generated/page.ipynb").write_text('{"executed": 1}')
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    first = git_commit(tmp_path)
+    (tmp_path / "code.py").write_text("x = 3\n")
+    second = git_commit(tmp_path)
+    assert first.startswith(f"{head} with uncommitted changes (diff ") and second.startswith(head)
+    assert first != second
+    assert git_commit(tmp_path / "nowhere") is None

@@ -57,7 +57,8 @@ def run(tmp_path_factory):
 def test_results_json_schema(run):
     s = run["summary"]
     assert set(s) == {"schema", "profile", "seeds", "settings", "kept_stale", "accuracy", "calibration", "results",
-                      "claims", "normalised", "road", "sanity", "regime", "targets"}
+                      "claims", "normalised", "road", "sanity", "regime", "targets", "reproduction"}
+    assert s["reproduction"] is None  # no committed reference for this profile
     assert s["schema"] == run_summary.SCHEMA and s["seeds"] == [0, 1] and s["settings"]["seeds"] == [0, 1]
     assert run["written"] == json.loads(json.dumps(s))  # what was written is the summary, as JSON
     assert {(a["pooling"], a["seed"]) for a in s["accuracy"]} == {("gap", None), ("ca", 0), ("ca", 1)}

@@ -326,6 +326,9 @@ def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path,
         log(f"building the book: jupyter-book build {BOOK_DIR}/ ...")
         timings.record("book", build_book(root / BOOK_DIR), ran=True)
         log(f"book: {root / BOOK_DIR / '_build/html/index.html'} ({timings.data['steps']['book']['seconds']} s)")
+    reproduced = (read_json(run_dir / "results.json") or {}).get("reproduction")
+    log(f"reproduction: {reproduced['summary']}" if reproduced else
+        f"reproduction: profile {profile} has no committed reference run (make reference PROFILE={profile} makes one)")
     return timings.data
 
 

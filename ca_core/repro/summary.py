@@ -13,6 +13,7 @@ from .claims import claim_tests, findings
 from .config import Profile
 from .experiment import evaluated_seeds, models, settings
 from .notices import kept_stale
+from .reproduction import reproduction
 from .report import REGIME_TARGETS, normalised_summary, regime_check, resolved_settings, sanity_checks
 from .runs import load_calibration, load_extra, load_predictions, load_results
 
@@ -60,23 +61,27 @@ def _road(profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
-def results_summary(profile: Profile) -> dict[str, Any]:
-    """The whole run as plain data: see ``book``'s reproduction page for the schema (``results.json``)."""
+def results_summary(profile: Profile, root: Path = Path(".")) -> dict[str, Any]:
+    """The whole run as plain data: see ``book``'s reproduction page for the schema (``results.json``);
+    ``reproduction``: its comparison with the profile's committed reference run under ``root``
+    (:mod:`ca_core.repro.reproduction`; ``None`` without one)."""
     accuracy, calibration, results = _model_entries(profile)
     sanity = [{"backbone": b, "method": m, "pooling": p, "steps": list(r.steps),
                "median_correlation": r.summary(), "passes": r.passes()}
               for b, m, p, r in sanity_checks(profile)]
-    return {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
-            "kept_stale": kept_stale(profile), "accuracy": accuracy, "calibration": calibration, "results": results,
-            "claims": [t.as_dict() for t in claim_tests(profile)], "normalised": normalised_summary(profile),
-            "road": _road(profile), "sanity": sanity,
-            "regime": regime_check(profile), "targets": REGIME_TARGETS}
+    summary = {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
+               "kept_stale": kept_stale(profile), "accuracy": accuracy, "calibration": calibration, "results": results,
+               "claims": [t.as_dict() for t in claim_tests(profile)], "normalised": normalised_summary(profile),
+               "road": _road(profile), "sanity": sanity,
+               "regime": regime_check(profile), "targets": REGIME_TARGETS}
+    compared = reproduction(summary, profile.name, root)
+    return summary | {"reproduction": None if compared is None else compared.as_dict()}
 
 
-def write_results(profile: Profile) -> Path:
+def write_results(profile: Profile, root: Path = Path(".")) -> Path:
     """Write :func:`results_summary` to ``runs/<profile>/results.json`` atomically; return the path."""
-    path = profile.run_dir / "results.json"
-    write_json(path, results_summary(profile))
+    path = Path(root) / profile.run_dir / "results.json"
+    write_json(path, results_summary(profile, root))
     return path
 
 

@@ -212,3 +212,16 @@ def test_the_stamps_name_the_commit_that_holds_the_code(tmp_path):
     assert first.startswith(f"{head} with uncommitted changes (diff ") and second.startswith(head)
     assert first != second
     assert git_commit(tmp_path / "nowhere") is None
+
+
+def test_an_unreadable_timings_file_is_kept_aside_and_started_afresh(tmp_path, capsys):
+    """Item 7: a damaged timings.json is announced in one line naming it, kept aside, and replaced."""
+    from ca_core.repro.pipeline import Timings
+
+    path = tmp_path / "timings.json"
+    path.write_text('{"steps": {"01_data": ')
+    timings = Timings(path)
+    assert timings.data == {"steps": {}}
+    (aside,) = tmp_path.glob("timings.json.orphan-*")
+    assert aside.read_text() == '{"steps": {"01_data": '
+    assert f"{path} is unreadable: kept as {aside}" in capsys.readouterr().err

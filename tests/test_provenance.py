@@ -223,3 +223,23 @@ def test_a_stage_without_a_readable_record_is_set_aside_never_deleted(tmp_path, 
     assert (aside / "model.safetensors").read_bytes() == b"ninety epochs"
     assert sorted(p.name for p in folder.iterdir()) == [runs.PROVENANCE_FILE]
     assert [a["path"] for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]  # not the orphan
+
+
+def test_a_checkpoint_without_its_pooling_is_a_clear_error(tmp_path):
+    """Item 7: a safetensors file in ca_core's format but without ``pooling`` names the file and what to do."""
+    import json as json_
+
+    import safetensors.torch
+
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(1)}, str(path), metadata={"ca_core": json_.dumps({"format": "ca_core/1"})})
+    with pytest.raises(ValueError, match=rf"checkpoint {path} records no pooling .* train the stage again"):
+        load_model(build_model("resnet_mini", "gap", num_classes=4), path)
+
+
+def test_a_damaged_training_log_names_the_file_and_line(tmp_path):
+    """Item 7: an unreadable log.jsonl line is one message naming the file and the line."""
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"epoch": 1}\n{"epoch": 2, "val_ac\n')
+    with pytest.raises(ValueError, match=rf"{log}, line 2: not a JSON record"):
+        runs.read_log(log)

@@ -67,7 +67,9 @@ def test_runs_skips_and_reruns_what_changed(project):
     first_seconds = timings["steps"]["02_second"]["seconds"]
 
     timings, lines = run(project)  # nothing changed: everything skipped, measured times kept
-    assert ran(lines) == [] and all("up to date" in line for line in lines)
+    steps = [line for line in lines if line.startswith("[")]
+    assert ran(lines) == [] and len(steps) == len(STEPS) and all("up to date" in line for line in steps)
+    assert lines[-1] == "reproduction: profile smoke has no committed reference run (make reference PROFILE=smoke makes one)"
     assert timings["steps"]["02_second"] == {**timings["steps"]["02_second"], "seconds": first_seconds}
     assert json.loads((project / "runs/smoke/timings.json").read_text())["steps"]["02_second"]["status"].startswith("up to date")
 

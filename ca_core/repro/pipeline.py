@@ -38,6 +38,8 @@ READS = {"02_train": ("train",), "03_evaluate": ("train", "eval"), "04_figures":
          "05_explorer": ("train", "eval"), "06_reproduction": ("train", "eval", "steps")}
 NOTEBOOK_DIR = Path("notebooks")
 OUTPUT_DIR = Path("book/generated")
+#: The committed reference runs (:mod:`ca_core.repro.reproduction`), one per profile.
+REFERENCE_DIR = Path("book/reference")
 BOOK_DIR = Path("book")
 
 
@@ -217,8 +219,22 @@ def step_keys(profile: str, config: Path = CONFIG_FILE, steps: tuple[str, ...] =
         notebook = root / NOTEBOOK_DIR / f"{step}.ipynb"
         if not notebook.is_file():
             raise PipelineError(f"notebook not found: {notebook}")
-        keys[step] = digest(profile, settings, step, notebook, code_digest(*notebook_modules(notebook)), *weights)
+        reference = reference_files(profile, root) if step in REFERENCE_STEPS else []
+        keys[step] = digest(profile, settings, step, notebook, code_digest(*notebook_modules(notebook)), *weights,
+                            *reference)
     return keys
+
+
+#: The steps that read the profile's committed reference run (:mod:`ca_core.repro.reproduction`):
+#: ``make reference`` re-runs them, and only them.
+REFERENCE_STEPS = ("03_evaluate", "06_reproduction")
+
+
+def reference_files(profile: str, root: Path) -> list[Path]:
+    """The files of the profile's committed reference run that exist (part of the keys of
+    :data:`REFERENCE_STEPS`)."""
+    folder = root / REFERENCE_DIR
+    return [f for f in (folder / f"{profile}.json", folder / profile / "subset.npz") if f.is_file()]
 
 
 def local_weights(settings: dict[str, Any], root: Path) -> list[Path]:

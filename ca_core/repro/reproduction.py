@@ -30,10 +30,9 @@ from ..utils import progress_bar, write_json
 from .claims import ALPHA
 from .config import Profile
 from .experiment import ablations, eval_split, models
+from .pipeline import REFERENCE_DIR, git_commit
 from .runs import checkpoint_path, variant
 
-#: Where the committed reference of a profile lies, relative to the project root.
-REFERENCE_DIR = Path("book/reference")
 #: A claim is near its threshold when its Holm-corrected p is within this factor of :data:`ALPHA`.
 NEAR = 2.0
 
@@ -308,7 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from .config import CONFIG_FILE, load_profile
-    from .pipeline import git_commit
 
     parser = argparse.ArgumentParser(prog="python -m ca_core.repro.reproduction", description=main.__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default")

@@ -43,7 +43,7 @@ from . import distributed
 from .metrics import PROTOCOLS, calibration_summary, cascading_randomisation, evaluate_maps, fit_temperature, reliability, road
 from .prediction import batches_on, predict
 from .saliency import METHODS, explain
-from .utils import announce, atomic_write, check_precision, progress_bar, set_aside, write_json
+from .utils import FieldError, announce, atomic_write, check_precision, progress_bar, set_aside, write_json
 
 PREDICTIONS_FILE = "predictions.npz"
 MANIFEST_FILE = "manifest.json"
@@ -122,35 +122,38 @@ class EvalConfig:
     equivalence_margin: float = field(default=1.0, metadata=SUMMARY)
 
     def __post_init__(self) -> None:
-        check_precision(self.precision)
+        with FieldError.of("precision"):
+            check_precision(self.precision)
         if self.targets not in TARGETS:
-            raise ValueError(f"targets: expected one of {', '.join(map(repr, TARGETS))}, got {self.targets!r}")
+            raise FieldError("targets", f"targets: expected one of {', '.join(map(repr, TARGETS))}, got {self.targets!r}")
         for method in self.methods:
             if method not in METHODS:
-                raise ValueError(f"methods: unknown method {method!r}; known: {', '.join(METHODS)}")
+                raise FieldError("methods", f"methods: unknown method {method!r}; known: {', '.join(METHODS)}")
         if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods: listed twice in {list(self.methods)}")
+            raise FieldError("methods", f"methods: listed twice in {list(self.methods)}")
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol: unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}")
+            raise FieldError("protocol", f"protocol: unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}")
         if self.scorecam_variant not in ("paper", "pytorch_grad_cam"):
-            raise ValueError(f"scorecam_variant: expected 'paper' or 'pytorch_grad_cam', got {self.scorecam_variant!r}")
+            raise FieldError("scorecam_variant",
+                             f"scorecam_variant: expected 'paper' or 'pytorch_grad_cam', got {self.scorecam_variant!r}")
         for method, n in self.method_images.items():
             if method not in self.methods or n <= 0:
-                raise ValueError(f"method_images: expected positive caps for methods of {list(self.methods)}, "
-                                 f"got {method}: {n}")
+                raise FieldError("method_images", f"method_images: expected positive caps for methods of "
+                                                  f"{list(self.methods)}, got {method}: {n}")
         for name in ("batch_size", "scorecam_batch_size", "chunk_size", "n_boot", "figure_images"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+                raise FieldError(name, f"{name}: must be positive, got {getattr(self, name)}")
         unknown = set(self.extra_seed_methods or ()) - set(self.methods)
         if unknown:
-            raise ValueError(f"extra_seed_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
+            raise FieldError("extra_seed_methods",
+                             f"extra_seed_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
         if self.num_images is not None and self.num_images <= 0:
-            raise ValueError(f"num_images: must be positive or null, got {self.num_images}")
+            raise FieldError("num_images", f"num_images: must be positive or null, got {self.num_images}")
         for name in ("road_images", "sanity_images", "road_noise"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}")
+                raise FieldError(name, f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}")
         if not self.equivalence_margin > 0:
-            raise ValueError(f"equivalence_margin: must be > 0 points, got {self.equivalence_margin}")
+            raise FieldError("equivalence_margin", f"equivalence_margin: must be > 0 points, got {self.equivalence_margin}")
 
 
 def methods_for(pooling: str, cfg: EvalConfig, extra_seed: bool = False) -> tuple[str, ...]:

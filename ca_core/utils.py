@@ -2,7 +2,8 @@
 
 Atomic writes (every artefact on disk), seeding and RNG state (training and its
 resumption), the device, chunking, and the two checks every entry point shares: class labels that
-must fit a classifier, and the target class's score that Score-CAM and the metrics both read.
+must fit a classifier, and the target class's score that Score-CAM and the metrics both read; and
+:class:`FieldError`, the error of a settings dataclass's rejected field.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import random
 import sys
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -205,3 +207,29 @@ def progress_bar(iterable: Iterable, **options: Any) -> Iterable:
     from tqdm import tqdm
 
     return tqdm(iterable, mininterval=5.0, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+class FieldError(ValueError):
+    """A value that a settings dataclass's ``__post_init__`` rejects, with the field it belongs to.
+
+    ``field`` names the field, so that a reader of settings files can name the key
+    (``profiles.smoke.train.epochs``) without parsing the message, which stays the check's own.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    @classmethod
+    @contextmanager
+    def of(cls, field: str) -> Iterator[None]:
+        """Within the block, a ``ValueError`` of a shared check (:func:`check_precision`) is ``field``'s:
+        raised again as a :class:`FieldError` with the same message."""
+        try:
+            yield
+        except ValueError as err:
+            raise cls(field, str(err)) from err

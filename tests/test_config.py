@@ -11,9 +11,10 @@ import yaml
 
 from ca_core.repro import config
 from ca_core.repro.config import ConfigError, from_dict, load_all, load_profile, parse_profile
-from ca_core.data import ShapesConfig
+from ca_core.data import FolderData, Mit67Data, PhotosConfig, ShapesConfig
 from ca_core.evaluation import EvalConfig
 from ca_core.train import TrainConfig
+from ca_core.utils import FieldError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "_config.yml"
@@ -149,3 +150,44 @@ def test_keep_stale_names_training_stages_of_the_profile(raw):
         settings["keep_stale"] = bad
         with pytest.raises(ConfigError, match=r"profiles.smoke.keep_stale"):
             parse_profile("smoke", settings)
+
+
+@dataclass
+class Window:
+    """A dataclass whose range check's message does not begin with its field's name."""
+
+    width: int = 1
+
+    def __post_init__(self) -> None:
+        if self.width < 1:
+            raise FieldError("width", f"a window needs a positive width, got {self.width}")
+        if self.width > 99:
+            raise ValueError("windows this wide do not fit")  # not about one field
+
+
+def test_range_checks_name_their_field_by_type_not_by_message():
+    with pytest.raises(ConfigError, match=r"^p\.width: a window needs a positive width, got 0$"):
+        from_dict(Window, {"width": 0}, "p")
+    with pytest.raises(ConfigError, match=r"^p: windows this wide do not fit$"):
+        from_dict(Window, {"width": 100}, "p")
+
+
+@pytest.mark.parametrize("cls, values, field, message", [
+    (TrainConfig, {"epochs": 0}, "epochs", "epochs: must be >= 1, got 0"),
+    (TrainConfig, {"precision": "fp8"}, "precision", "precision: unknown 'fp8'; valid: fp32, bf16, fp16"),
+    (EvalConfig, {"methods": ("gradcam", "gradcam")}, "methods", "methods: listed twice in ['gradcam', 'gradcam']"),
+    (ShapesConfig, {"train": -1}, "train", "train size must be >= 0, got -1"),
+    (PhotosConfig, {"resize": 100}, "resize", "resize (100) must be at least image_size (224), or None to squash"),
+    (FolderData, {"train_root": Path("t"), "val_root": Path("v"), "num_classes": 0}, "num_classes",
+     "num_classes: must be positive, got 0"),
+    (Mit67Data, {"root": Path("m"), "resize": 100}, "resize", "resize: must be >= image_size (224), got 100"),
+])
+def test_settings_dataclasses_raise_field_errors_with_their_messages(cls, values, field, message):
+    with pytest.raises(FieldError) as err:
+        cls(**values)
+    assert err.value.field == field and str(err.value) == message and isinstance(err.value, ValueError)
+
+
+def test_real_data_settings_live_in_the_library():
+    assert config.DATA_KINDS == {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data}
+    assert FolderData.__module__ == Mit67Data.__module__ == "ca_core.data.folders"

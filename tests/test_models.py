@@ -1,6 +1,10 @@
 """The CA-Stream model: paper parameter counts, attention, freezing, gradients, checkpoints, errors."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
+
 import pytest
 import torch
 
@@ -104,6 +108,37 @@ def test_mini_backbones_end_on_a_7x7_map_without_dilation(name: str) -> None:
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(m.dilation == (1, 1) for m in convs)
     assert backbone_of(model).forward_features(torch.randn(2, 3, 56, 56)).shape[-2:] == (7, 7)
+
+
+# In a fresh interpreter: PyTorch warns once per process, and other tests' imports are not this one's.
+NO_GLOBAL_STATE = """
+import warnings
+import scipy.stats, timm, torch  # the dependencies, which set filters of their own
+before = list(warnings.filters)
+import ca_core, ca_core.evaluation, ca_core.repro.report  # the library and the reproduction layer
+assert warnings.filters == before, [f for f in warnings.filters if f not in before]
+model = timm.create_model("convnext_mini").eval()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model(torch.randn(1, 3, 56, 56))
+assert not caught, [str(w.message) for w in caught]
+"""
+
+
+def test_importing_ca_core_filters_no_warning_and_the_mini_convnext_raises_none() -> None:
+    done = subprocess.run([sys.executable, "-c", NO_GLOBAL_STATE], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_undilated_even_kernel_pads_as_pytorch_same_and_keeps_its_parameters() -> None:
+    model = build_model("convnext_mini", pooling="gap", num_classes=10).eval()
+    conv = backbone_of(model).stages[3].downsample[1]  # 2x2, dilated by timm, undilated here
+    assert conv.kernel_size == (2, 2) and conv.dilation == (1, 1)
+    assert [name for name, _ in conv.named_parameters()] == ["weight", "bias"]
+    x = torch.randn(2, 96, 7, 7)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's own 'same' padding of an even kernel: what it replaces
+        assert torch.equal(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding="same"))
 
 
 def test_backbone_frozen_and_stays_in_eval_mode(tiny_ca: CAStream) -> None:

@@ -12,7 +12,9 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from ca_core import build_model
-from ca_core.saliency import METHODS, explain, upsample
+from ca_core.metrics import pearson
+from ca_core.repro import paper
+from ca_core.saliency import METHODS, explain, register, upsample
 from support import randomize
 
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
@@ -118,13 +120,6 @@ def ref_scorecam(model, layer, images, targets, variant):
     return torch.stack(maps)
 
 
-def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image Pearson correlation of (B, h, w) maps."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
-
-
 # ----------------------------------------------------------------------------- against references
 @pytest.mark.parametrize("pooling", ["gap", "ca"])
 @pytest.mark.parametrize("method", ["gradcam", "gradcampp"])
@@ -204,8 +199,8 @@ def test_agrees_with_pytorch_grad_cam(resnets, images, pooling, method, cam_clas
     ours = explain(model, images, method)
     targets = model(images).argmax(1)
     low, full = their_maps(cam_class, model, backbone.layer4[-1], images, targets)
-    assert correlation(ours, low).min() >= 0.999
-    assert correlation(upsample(ours, 128), full).min() >= 0.999
+    assert pearson(ours, low).min() >= 0.999
+    assert pearson(upsample(ours, 128), full).min() >= 0.999
 
 
 @pytest.mark.parametrize("pooling", ["gap", "ca"])
@@ -215,14 +210,14 @@ def test_convnext_channels_last_agrees_with_pytorch_grad_cam(pooling):
     x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(4))
     low, _ = their_maps(GradCAMPlusPlus, model, backbone.stages[3].blocks[-1].mlp.fc2, x, [0, 3],
                         reshape=lambda t: t.permute(0, 3, 1, 2))
-    assert correlation(explain(model, x, "gradcampp", targets=[0, 3]), low).min() >= 0.999
+    assert pearson(explain(model, x, "gradcampp", targets=[0, 3]), low).min() >= 0.999
 
 
 def test_scorecam_variant_agrees_with_pytorch_grad_cam(resnets, small_images):
     model = resnets["gap"]
     ours = explain(model, small_images, "scorecam", targets=[1, 4], layer="layer2.-1", variant="pytorch_grad_cam")
     low, _ = their_maps(ScoreCAM, model, model.backbone.layer2[-1], small_images.detach(), [1, 4])
-    assert correlation(ours, low).min() >= 0.999
+    assert pearson(ours, low).min() >= 0.999
 
 
 # ----------------------------------------------------------------------------- analytic cases
@@ -376,6 +371,35 @@ def test_clear_errors(resnets, images):
         explain(gap, images, "gradcam", layer=nn.Conv2d(3, 3, 1))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         explain(gap, images[0], "gradcam")
+
+
+# ----------------------------------------------------------------------------- display names
+def test_each_method_declares_its_display_name():
+    """The book's names of the registered methods: each method's own label, marked by the paper's layer."""
+    assert {name: cls.label for name, cls in METHODS.items()} == {
+        "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM", "xgradcam": "XGrad-CAM",
+        "layercam": "Layer-CAM", "opticam": "Opti-CAM", "attention": "Raw attention", "random": "Random",
+        "centre": "Centre"}
+    assert dict(paper.METHOD_LABELS) == {
+        "attention": "Raw attention", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
+        "xgradcam": "XGrad-CAM (beyond paper)", "layercam": "Layer-CAM (beyond paper)",
+        "opticam": "Opti-CAM (beyond paper)", "random": "Random (baseline)", "centre": "Centre (baseline)"}
+    assert paper.METHOD_LABELS | {"resnet50": "ResNet-50"} == dict(paper.METHOD_LABELS, resnet50="ResNet-50")
+
+
+def test_a_new_method_is_named_in_the_book_without_an_edit_there(resnets, images):
+    @register("newcam", "New-CAM")
+    class NewCAM(METHODS["gradcam"]):
+        """Grad-CAM under another name: a method the reproduction layer has never heard of."""
+
+    try:
+        assert METHODS["newcam"] is NewCAM and NewCAM.label == "New-CAM"
+        assert explain(resnets["gap"], images, "newcam").shape[0] == len(images)
+        assert paper.METHOD_LABELS["newcam"] == paper.method_label("newcam") == "New-CAM (beyond paper)"
+        assert "newcam" in paper.METHOD_LABELS and list(paper.METHOD_LABELS)[-1] == "newcam"
+    finally:
+        del METHODS["newcam"]
+    assert "newcam" not in paper.METHOD_LABELS and paper.METHOD_LABELS.get("newcam", "newcam") == "newcam"
 
 
 # ----------------------------------------------------------------------------- sanity baselines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from torch import nn
 
 from ca_core import build_model
@@ -120,6 +120,19 @@ def test_rank_correlation_matches_scipy_and_defines_constant_maps():
     flat = torch.zeros(2, 4, 4)
     np.testing.assert_array_equal(rank_correlation(flat, flat), [1.0, 1.0])
     np.testing.assert_array_equal(rank_correlation(flat, a[:2, :4, :4]), [0.0, 0.0])
+
+
+def test_rank_correlation_keeps_the_arithmetic_of_the_recorded_checks():
+    """Bit for bit the NumPy arithmetic that the recorded sanity checks were computed with (before it
+    moved to ca_core.metrics.correlation), so that a recorded correlation comes out again exactly."""
+    g = torch.Generator().manual_seed(5)
+    for shape in [(6, 7, 7), (4, 14, 14), (3, 9, 11), (2, 56, 56)]:
+        a, b = torch.rand(shape, generator=g), torch.rand(shape, generator=g)
+        a[0] = (a[0] * 4).round()  # ties
+        ra, rb = (rankdata(x.flatten(1).double().numpy(), axis=1) for x in (a, b))
+        ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+        expected = (ra * rb).sum(axis=1) / (np.sqrt((ra ** 2).sum(axis=1)) * np.sqrt((rb ** 2).sum(axis=1)))
+        np.testing.assert_array_equal(rank_correlation(a, b), expected)
 
 
 def test_result_is_frozen_and_passes_on_the_last_step():

@@ -1,5 +1,6 @@
 """Real image data: class-folder trees (ImageNet train/val), ``path,label`` list files (the form of
-the paper's ImageNet-val list) and MIT Indoor 67 with its official split files.
+the paper's ImageNet-val list) and MIT Indoor 67 with its official split files; and the settings
+that describe such data (:class:`FolderData`, :class:`Mit67Data`: the ``data`` section of a profile).
 
 Every loader checks its input up front and names what is wrong: a missing root or list file, a
 class folder without images, a list line that does not parse, a listed file that does not exist,
@@ -12,13 +13,14 @@ from __future__ import annotations
 import csv
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..utils import check_labels
+from ..utils import FieldError, check_labels
 from .transforms import eval_transform, imagenet_data_config, paper_train_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -206,3 +208,61 @@ def imagenet_val(val_root: str | Path, val_list: str | Path | None, image_size: 
     if val_list is None:
         return image_folder(val_root, transform, skip_corrupt, num_classes)
     return list_dataset(val_list, val_root, transform, skip_corrupt, num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings of real data
+
+
+@dataclass
+class FolderData:
+    """Real images: a training tree of class folders, and validation images either listed in
+    ``val_list`` (``path,label`` lines, paths relative to ``val_root``: ImageNet's validation list)
+    or, without a list, in class folders under ``val_root`` with the training set's classes
+    (:func:`imagenet_splits`).
+
+    The paper evaluates on the 50,000 ILSVRC-2012 validation images of its list at 224 px. These
+    data have no object masks: the localisation parts of the book say so and are left out.
+    """
+
+    train_root: Path
+    val_root: Path
+    val_list: Path | None = None
+    num_classes: int = 1000
+    image_size: int = 224
+    resize: int = 256
+
+    def __post_init__(self) -> None:
+        _check_sizes(self)
+
+    def paths(self) -> dict[str, Path]:
+        """The data paths this spec needs, by key name."""
+        paths = {"train_root": self.train_root, "val_root": self.val_root, "val_list": self.val_list}
+        return {key: path for key, path in paths.items() if path is not None}
+
+
+@dataclass
+class Mit67Data:
+    """MIT Indoor 67 as the paper uses it: ``root/Images/<class>/<file>`` and the official split files
+    ``root/TrainImages.txt`` and ``root/TestImages.txt``; evaluated on the test list (:func:`mit67_splits`)."""
+
+    root: Path
+    num_classes: int = 67
+    image_size: int = 224
+    resize: int = 256
+
+    def __post_init__(self) -> None:
+        _check_sizes(self)
+
+    def paths(self) -> dict[str, Path]:
+        """The data paths this spec needs, by key name."""
+        return {"root": self.root}
+
+
+def _check_sizes(spec: FolderData | Mit67Data) -> None:
+    """The range checks of both real-data specs: positive sizes, and a resize no smaller than the crop."""
+    for name in ("num_classes", "image_size", "resize"):
+        if getattr(spec, name) <= 0:
+            raise FieldError(name, f"{name}: must be positive, got {getattr(spec, name)}")
+    if spec.resize < spec.image_size:
+        raise FieldError("resize", f"resize: must be >= image_size ({spec.image_size}), got {spec.resize}")

@@ -16,6 +16,7 @@ import torch
 from timm.data import create_transform
 from torch.utils.data import Dataset
 
+from ..utils import FieldError
 from .folders import IMAGE_EXTENSIONS, read_image
 
 SAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left")
@@ -48,9 +49,10 @@ class PhotosConfig:
         if not self.names and self.folder is None:
             raise ValueError("no photos: give sample names or a folder")
         if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 pixels, got {self.image_size}")
+            raise FieldError("image_size", f"image_size must be >= 16 pixels, got {self.image_size}")
         if self.resize is not None and self.resize < self.image_size:
-            raise ValueError(f"resize ({self.resize}) must be at least image_size ({self.image_size}), or None to squash")
+            raise FieldError("resize",
+                             f"resize ({self.resize}) must be at least image_size ({self.image_size}), or None to squash")
 
 
 def sample_photo(name: str) -> Path:

@@ -27,7 +27,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import Dataset
 
 from ..provenance import code_digest, digest
-from ..utils import announce, atomic_write
+from ..utils import FieldError, announce, atomic_write
 
 SHAPE_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "heart", "ellipse", "arrow")
 SPLITS = ("train", "val", "test")
@@ -66,20 +66,20 @@ class ShapesConfig:
 
     def __post_init__(self) -> None:
         if not 2 <= self.num_classes <= len(SHAPE_NAMES):
-            raise ValueError(f"num_classes must be in 2..{len(SHAPE_NAMES)}, got {self.num_classes}")
+            raise FieldError("num_classes", f"num_classes must be in 2..{len(SHAPE_NAMES)}, got {self.num_classes}")
         if self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 pixels, got {self.image_size}")
+            raise FieldError("image_size", f"image_size must be >= 16 pixels, got {self.image_size}")
         for split in SPLITS:
             if getattr(self, split) < 0:
-                raise ValueError(f"{split} size must be >= 0, got {getattr(self, split)}")
+                raise FieldError(split, f"{split} size must be >= 0, got {getattr(self, split)}")
         lo, hi = self.scale
         if not 0 < lo <= hi <= 0.5:
-            raise ValueError(f"scale must satisfy 0 < lo <= hi <= 0.5, got {self.scale}")
+            raise FieldError("scale", f"scale must satisfy 0 < lo <= hi <= 0.5, got {self.scale}")
         if not 0 <= self.distractors[0] <= self.distractors[1]:
-            raise ValueError(f"distractors must be a range 0 <= lo <= hi, got {self.distractors}")
+            raise FieldError("distractors", f"distractors must be a range 0 <= lo <= hi, got {self.distractors}")
         for name in ("texture", "noise"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise FieldError(name, f"{name} must be in [0, 1], got {getattr(self, name)}")
 
     def size_of(self, split: str) -> int:
         """Number of images of ``split``."""

@@ -24,7 +24,8 @@ Conventions:
   mean and variance are buffers and are kept, as in Adebayo et al., who re-initialise the weights
   only (the models run in eval mode, so these statistics still normalise the activations).
 * Constant maps: rank correlation is undefined for a constant map; two constant maps give 1 (equal
-  rankings), a constant map against a non-constant one gives 0 (no relation). Ties get average ranks.
+  rankings), a constant map against a non-constant one gives 0 (no relation). Ties get average ranks
+  (the conventions of :mod:`ca_core.metrics.correlation`).
 * Targets: ``None`` means the trained model's predicted classes, kept fixed through the cascade so
   that every map explains the same class.
 """
@@ -38,12 +39,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import nn
 
 from ..models import backbone_of, is_ca_model
 from ..saliency import Targets, explain
 from ..utils import chunks
+from .correlation import spearman
 
 Step = tuple[str, list[str]]
 
@@ -141,19 +142,11 @@ def randomise_(model: nn.Module, names: Sequence[str], seed: int = 0) -> None:
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Spearman correlation per image of two map batches (B, h, w), float64 (B,).
-
-    Average ranks for ties; two constant maps give 1, one constant map gives 0.
-    """
+    """Spearman correlation per image of two map batches (B, h, w), float64 (B,): :func:`spearman`
+    (average ranks for ties; two constant maps give 1, one constant map gives 0)."""
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"need two (B, h, w) map batches of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    ra = rankdata(a.detach().flatten(1).double().cpu().numpy(), axis=1)
-    rb = rankdata(b.detach().flatten(1).double().cpu().numpy(), axis=1)
-    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
-    na, nb = np.sqrt((ra ** 2).sum(axis=1)), np.sqrt((rb ** 2).sum(axis=1))
-    flat_a, flat_b = na == 0, nb == 0
-    rho = (ra * rb).sum(axis=1) / np.where(flat_a | flat_b, 1.0, na * nb)
-    return np.where(flat_a & flat_b, 1.0, np.where(flat_a | flat_b, 0.0, rho))
+    return spearman(a, b)
 
 
 def cascading_randomisation(model: nn.Module, images: torch.Tensor, targets: Targets, method: str, *,

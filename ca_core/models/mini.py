@@ -24,12 +24,10 @@ records the measurements behind these choices.
 """
 from __future__ import annotations
 
-import warnings
-
 from torch import nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.layers import LayerNorm2d
+from timm.layers import Conv2dSame, LayerNorm2d
 from timm.models.convnext import ConvNeXt
 from timm.models.resnet import BasicBlock, ResNet
 
@@ -67,20 +65,30 @@ def he_init(model: nn.Module) -> nn.Module:
     return model
 
 
-# The ConvNeXt's last downsampling convolution (2x2, stride 1) pads its even kernel unevenly, which
-# PyTorch does by padding a copy of the input; its warning about that cost would open every notebook.
-warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths", category=UserWarning)
-
-
 def undilate(model: nn.Module) -> nn.Module:
-    """Make every dilated convolution a plain one with 'same' padding (all run at stride 1, so the
-    feature maps keep their size); returns ``model``. The weights' shapes do not change."""
-    for module in model.modules():
+    """Make every dilated convolution a plain one whose output keeps its input's size (all run at
+    stride 1); returns ``model``. The parameters (names, shapes, values) do not change and no random
+    number is drawn, so checkpoints load and seeded runs initialise as before."""
+    for name, module in list(model.named_modules()):
         if isinstance(module, nn.Conv2d) and max(module.dilation) > 1:
             if max(module.stride) > 1:
                 raise ValueError(f"cannot undilate a strided convolution: {module}")
-            module.dilation, module.padding = (1, 1), "same"
+            model.set_submodule(name, _same_size(module))
     return model
+
+
+def _same_size(conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv`` without dilation, padded so that its output has the input's size: 'same' padding for
+    odd kernels; for an even kernel (the ConvNeXt's last downsampling, 2x2) timm's ``Conv2dSame``,
+    which pads the extra row and column after the input as PyTorch's 'same' does (the same
+    numbers), but explicitly, where PyTorch's 'same' warns about the padded copy it makes."""
+    if all(k % 2 for k in conv.kernel_size):
+        conv.dilation, conv.padding = (1, 1), "same"
+        return conv
+    same = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, groups=conv.groups,
+                      bias=conv.bias is not None, device="meta")  # no initialisation: no random draw
+    same.weight, same.bias = conv.weight, conv.bias
+    return same.train(conv.training)
 
 
 @register_model

@@ -2,7 +2,8 @@
 
 A profile (``smoke``, ``default``, ``imagenet``) has one section per part of the pipeline, and each
 section maps 1:1 onto a dataclass owned by the module that uses it: ``data`` onto
-:class:`ca_core.data.ShapesConfig` (``kind: shapes``) or :class:`FolderData` (``kind: folders``),
+:class:`ca_core.data.ShapesConfig` (``kind: shapes``), :class:`ca_core.data.FolderData`
+(``kind: folders``) or :class:`ca_core.data.Mit67Data` (``kind: mit67``),
 ``train`` onto :class:`ca_core.train.TrainConfig`, ``eval`` onto
 :class:`ca_core.evaluation.EvalConfig`; ``models`` lists the timm backbones. :class:`Profile` is
 the typed result. A profile with ``models_from: <other profile>`` trains nothing: it shows that
@@ -10,7 +11,8 @@ profile's trained models on its own data (and takes its ``train``, ``seeds`` and
 
 Validation is generic over those dataclasses (their field names and type hints are the schema), so
 a new field needs no change here. Every error names the key path, e.g.
-``profiles.default.train.epochs: expected int, got 'ten'``: a typo is never silently ignored.
+``profiles.default.train.epochs: expected int, got 'ten'``: a typo is never silently ignored. A
+dataclass's own range checks name their field with :class:`ca_core.utils.FieldError`.
 """
 from __future__ import annotations
 
@@ -26,63 +28,16 @@ from typing import Any, Literal, Mapping
 import timm
 import yaml
 
-from ..data import ShapesConfig
+from ..data import FolderData, Mit67Data, ShapesConfig
 from ..evaluation import EvalConfig
 from ..train import TrainConfig
+from ..utils import FieldError
 
 CONFIG_FILE = Path("_config.yml")
 
 
 class ConfigError(ValueError):
     """A configuration value that is unknown, of the wrong type, out of range or points nowhere."""
-
-
-@dataclass
-class FolderData:
-    """Real images: a training tree of class folders, and validation images either listed in
-    ``val_list`` (``path,label`` lines, paths relative to ``val_root``: ImageNet's validation list)
-    or, without a list, in class folders under ``val_root`` with the training set's classes.
-
-    The paper evaluates on the 50,000 ILSVRC-2012 validation images of its list at 224 px. These
-    data have no object masks: the localisation parts of the book say so and are left out.
-    """
-
-    train_root: Path
-    val_root: Path
-    val_list: Path | None = None
-    num_classes: int = 1000
-    image_size: int = 224
-    resize: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("num_classes", "image_size", "resize"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
-        if self.resize < self.image_size:
-            raise ValueError(f"resize: must be >= image_size ({self.image_size}), got {self.resize}")
-
-    def paths(self) -> dict[str, Path]:
-        """The data paths this spec needs, by key name."""
-        paths = {"train_root": self.train_root, "val_root": self.val_root, "val_list": self.val_list}
-        return {key: path for key, path in paths.items() if path is not None}
-
-
-@dataclass
-class Mit67Data:
-    """MIT Indoor 67 as the paper uses it: ``root/Images/<class>/<file>`` and the official split files
-    ``root/TrainImages.txt`` and ``root/TestImages.txt``; evaluated on the test list."""
-
-    root: Path
-    num_classes: int = 67
-    image_size: int = 224
-    resize: int = 256
-
-    def __post_init__(self) -> None:
-        FolderData.__post_init__(self)  # the same range checks
-
-    def paths(self) -> dict[str, Path]:
-        """The data paths this spec needs, by key name."""
-        return {"root": self.root}
 
 
 DataSpec = ShapesConfig | FolderData | Mit67Data
@@ -167,7 +122,7 @@ class Profile:
 
     @property
     def data_kind(self) -> str:
-        """``"shapes"`` or ``"folders"``."""
+        """The ``kind`` of the ``data`` section: a key of :data:`DATA_KINDS`."""
         return next(k for k, cls in DATA_KINDS.items() if isinstance(self.data, cls))
 
 
@@ -273,13 +228,11 @@ def from_dict(cls: type, data: Any, path: str) -> Any:
     values = {k: check_value(v, hints[k], f"{path}.{k}") for k, v in data.items()}
     try:
         return cls(**values)
-    except (ValueError, TypeError) as err:  # the dataclass's own range checks (__post_init__)
-        message = str(err)
-        named = re.match(r"^(\w+)(:\s*|\s)", message)  # "epochs: must be ..." or "epochs must be ..."
-        if named and named.group(1) in fields:
-            detail = message[named.end():] if named.group(2).startswith(":") else message
-            raise ConfigError(f"{path}.{named.group(1)}: {detail}") from err
-        raise ConfigError(f"{path}: {message}") from err
+    except FieldError as err:  # a range check of the dataclass (__post_init__), naming its field
+        detail = str(err).removeprefix(f"{err.field}: ")  # "epochs: must be ..." or "image_size must be ..."
+        raise ConfigError(f"{path}.{err.field}: {detail}") from err
+    except (ValueError, TypeError) as err:  # a check of the whole dataclass, e.g. "no photos: ..."
+        raise ConfigError(f"{path}: {err}") from err
 
 
 # ---------------------------------------------------------------------------------------------

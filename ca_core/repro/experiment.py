@@ -18,13 +18,14 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import data
+from ..data import FolderData, Mit67Data
 from ..distributed import is_main
 from ..evaluation import evaluate_model, methods_for, read_json
 from ..models import POOLINGS, backbone_of, compose, read_checkpoint
 from ..provenance import state_digest
 from ..train import checkpoint_file, train
 from ..utils import default_device, seed_everything, set_aside, write_json
-from .config import FolderData, Mit67Data, Profile
+from .config import Profile
 from .keys import evaluation_key, evaluation_settings, stage_key, weights_digest
 from .runs import PROVENANCE_FILE, checkpoint_path, checkpoints, eval_dir, log_path, model_dir, read_log, stage_dir
 

@@ -7,6 +7,10 @@ numbers in both). ImageNet-1k validation, 224 px, ResNet-50 and ConvNeXt-B, all 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
+from ..saliency import METHODS
+
 SOURCE = (
     "Torres et al., CA-Stream (CVPR-W 2024, arXiv 2404.14996): accuracy table and Table 1, "
     "ImageNet validation, as in the authors' poster/slides (ftorres11/CA_Stream assets)"
@@ -16,16 +20,45 @@ SOURCE = (
 METRICS: dict[str, str] = {"ad": "down", "ag": "up", "ai": "up", "insertion": "up", "deletion": "down"}
 METRIC_LABELS: dict[str, str] = {"ad": "AD↓", "ag": "AG↑", "ai": "AI↑", "insertion": "I↑", "deletion": "D↓"}
 
-#: Saliency method keys of ``ca_core.saliency`` and their display names: the paper's four, the
-#: methods beyond the paper (marked so), and the sanity baselines.
-METHOD_LABELS: dict[str, str] = {
-    "attention": "Raw attention", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "scorecam": "Score-CAM",
-    "xgradcam": "XGrad-CAM (beyond paper)", "layercam": "Layer-CAM (beyond paper)",
-    "opticam": "Opti-CAM (beyond paper)", "random": "Random (baseline)", "centre": "Centre (baseline)",
-}
-
 #: The CAM methods of the paper's Table 1: its claims are about these.
 PAPER_CAMS: tuple[str, ...] = ("gradcam", "gradcampp", "scorecam")
+#: The saliency methods the paper shows: its CAMs, and raw attention (qualitatively).
+PAPER_METHODS: tuple[str, ...] = (*PAPER_CAMS, "attention")
+
+
+def method_label(method: str) -> str:
+    """The display name of a saliency method of :data:`ca_core.saliency.METHODS`: its own ``label``,
+    marked "(baseline)" for a sanity baseline and "(beyond paper)" for a method the paper does not show,
+    so that a reader of a table tells the paper's methods from the others."""
+    cls = METHODS[method]
+    if cls.kind == "baseline":
+        return f"{cls.label} (baseline)"
+    return cls.label if method in PAPER_METHODS else f"{cls.label} (beyond paper)"
+
+
+class _MethodLabels(Mapping[str, str]):
+    """:func:`method_label` of every registered saliency method, as a read-only mapping that reads
+    the registry at each use: a method registered after this module's import is in it too."""
+
+    def __getitem__(self, method: str) -> str:
+        return method_label(method)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(METHODS)
+
+    def __len__(self) -> int:
+        return len(METHODS)
+
+    def __or__(self, other: Mapping[str, str]) -> dict[str, str]:
+        return dict(self) | dict(other)
+
+    def __ror__(self, other: Mapping[str, str]) -> dict[str, str]:
+        return dict(other) | dict(self)
+
+
+#: Saliency method keys of ``ca_core.saliency`` and their display names (:func:`method_label`):
+#: the paper's methods, the methods beyond the paper and the sanity baselines, marked so.
+METHOD_LABELS: Mapping[str, str] = _MethodLabels()
 
 #: The paper's backbones (timm names) and their display names.
 BACKBONE_LABELS: dict[str, str] = {"resnet50": "ResNet-50", "convnext_base": "ConvNeXt-B"}

@@ -23,7 +23,7 @@ from torch.utils.data import Subset
 
 from ..evaluation import method_options, methods_for
 from ..prediction import predict
-from ..metrics import SanityResult, crossed_test, evaluate_maps, paired_test, summarize
+from ..metrics import SanityResult, crossed_test, evaluate_maps, paired_test, pearson, summarize
 from ..models import POOLINGS
 from ..saliency import explain
 from . import paper
@@ -315,7 +315,7 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_
                     start = time.perf_counter()
                     maps[p] = explain(model, x[:k], method, targets=y[:k], **{**options, "precision": p})
                     seconds[p] = time.perf_counter() - start
-                corr = _correlations(maps["fp32"], maps[precision])
+                corr = torch.from_numpy(pearson(maps["fp32"], maps[precision]))  # per image
                 scores = {p: evaluate_maps(model, x[:k], maps["fp32"], y[:k], protocol=cfg.protocol,
                                            batch_size=cfg.batch_size, precision=p) for p in ("fp32", precision)}
                 shift = max(abs(100 * (scores[precision][k].mean() - scores["fp32"][k].mean()).item()) for k in paper.METRICS)
@@ -325,14 +325,6 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_
                              f"Time {precision} / fp32": f"{seconds[precision] / seconds['fp32']:.2f}",
                              "Accuracy shift (points)": f"{accs[precision] - accs['fp32']:+.2f}" if accs else None})
     return rows
-
-
-def _correlations(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image Pearson correlation of two (B, h, w) map batches (1 where both maps are constant)."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    denom = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(denom > 0, (a * b).sum(1) / denom.clamp_min(1e-30), torch.ones_like(denom))
 
 
 # ---------------------------------------------------------------------------------------------

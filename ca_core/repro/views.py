@@ -17,7 +17,7 @@ from .notices import backbone_label
 from .experiment import class_names, eval_split, initial_model, load_trained, rgb, settings
 from .runs import load_results
 from ..evaluation import images_for
-from ..metrics import energy_pointing_game, paper_tolerance, pointing_game
+from ..metrics import energy_pointing_game, paper_tolerance, pearson, pointing_game
 from ..saliency import upsample
 from ..saliency.base import minmax
 
@@ -150,7 +150,7 @@ def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[
         row = {"backbone": backbone, "block": k, "tap": tap, "positions": t,
                "entropy": _entropy(flat).mean().item(), "entropy_init": _entropy(a0.flatten(1).float()).mean().item(),
                "max_weight": flat.amax(1).mean().item(), "uniform": 1 / t, "feature_norm": norm.mean().item(),
-               "norm_correlation": _row_correlation(flat, norm).mean().item()}
+               "norm_correlation": float(pearson(flat, norm).mean())}
         if masks is not None:
             size = masks.shape[-2:]
             maps = upsample(minmax(a.float()), tuple(size))
@@ -179,9 +179,3 @@ def attention_table(profile: Profile) -> list[dict[str, Any]]:
 def _entropy(weights: torch.Tensor) -> torch.Tensor:
     """Normalised entropy of each row of ``weights`` (B, T), rows summing to 1: 1 is uniform, 0 one-hot."""
     return -(weights * weights.clamp_min(1e-12).log()).sum(1) / torch.log(torch.tensor(float(weights.shape[1])))
-
-
-def _row_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation of each row of ``a`` with the same row of ``b`` (B, T) -> (B,)."""
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)

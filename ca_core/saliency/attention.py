@@ -10,7 +10,7 @@ from ..utils import autocast
 from .base import SaliencyMethod, minmax, register
 
 
-@register("attention")
+@register("attention", "Raw attention")
 class RawAttention(SaliencyMethod):
     """Raw attention of the last CA block; ``targets`` are ignored (the map is class-agnostic)."""
 

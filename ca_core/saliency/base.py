@@ -1,9 +1,10 @@
 """Shared machinery of the saliency methods: the registry, the batched call, the target-layer
 hook, target checking and the post-processing (ReLU, then per-image min-max to [0, 1]).
 
-A method is a class registered under a name in :data:`METHODS`; adding one (XGrad-CAM,
-Layer-CAM, ...) is a short file with a registered subclass of :class:`CAMMethod` (channel
-weights from activations and gradients) or of :class:`SaliencyMethod`.
+A method is a class registered under a name and a display name in :data:`METHODS`; adding one
+(XGrad-CAM, Layer-CAM, ...) is a short file with a registered subclass of :class:`CAMMethod`
+(channel weights from activations and gradients) or of :class:`SaliencyMethod`. Tables and figures
+name a method by its ``label``, so a new one needs no edit anywhere else.
 """
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ Reshape = Callable[[torch.Tensor], torch.Tensor]
 Targets = Labels
 
 
-def register(name: str):
-    """Class decorator: make a method available to :func:`ca_core.saliency.explain` as ``name``."""
+def register(name: str, label: str):
+    """Class decorator: make a method available to :func:`ca_core.saliency.explain` as ``name``,
+    displayed as ``label`` (e.g. ``"Grad-CAM"``)."""
     def add(cls: type["SaliencyMethod"]) -> type["SaliencyMethod"]:
-        cls.name = name
+        cls.name, cls.label = name, label
         METHODS[name] = cls
         return cls
     return add
@@ -100,6 +102,7 @@ class SaliencyMethod:
     """
 
     name = ""
+    label = ""  # the display name; both set by :func:`register`
     kind = "cam"  # "cam", "attention" (the stream's own map) or "baseline" (ignores the image)
 
     def __init__(self, model: nn.Module, batch_size: int = 32, progress: bool = False, precision: str = "fp32") -> None:

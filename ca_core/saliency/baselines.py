@@ -34,7 +34,7 @@ class Baseline(CAMMethod):
         raise NotImplementedError
 
 
-@register("random")
+@register("random", "Random")
 class RandomMap(Baseline):
     """Uniform noise per image (min-maxed to [0, 1]); ``seed`` varies it across runs."""
 
@@ -49,7 +49,7 @@ class RandomMap(Baseline):
         return minmax(noise)[0]
 
 
-@register("centre")
+@register("centre", "Centre")
 class CentreMap(Baseline):
     """A Gaussian at the centre with standard deviation ``sigma`` x the side, peak 1."""
 

@@ -7,7 +7,7 @@ import torch
 from .base import CAMMethod, register
 
 
-@register("gradcam")
+@register("gradcam", "Grad-CAM")
 class GradCAM(CAMMethod):
     """Grad-CAM; subclasses change only :meth:`channel_weights`."""
 

@@ -11,7 +11,7 @@ from .gradcam import GradCAM
 EPS = 1e-6  # pytorch-grad-cam's value, so the two implementations agree
 
 
-@register("gradcampp")
+@register("gradcampp", "Grad-CAM++")
 class GradCAMPlusPlus(GradCAM):
     """Grad-CAM++: Grad-CAM with per-position gradient weights alpha."""
 

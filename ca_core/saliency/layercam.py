@@ -7,7 +7,7 @@ import torch
 from .base import CAMMethod, postprocess, register
 
 
-@register("layercam")
+@register("layercam", "Layer-CAM")
 class LayerCAM(CAMMethod):
     """Layer-CAM: a per-position gradient weighting of the activations.
 

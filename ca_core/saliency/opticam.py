@@ -20,7 +20,7 @@ from .base import CAMMethod, Reshape, minmax, register, resolve_targets, upsampl
 LOSSES = ("plain", "norm")
 
 
-@register("opticam")
+@register("opticam", "Opti-CAM")
 class OptiCAM(CAMMethod):
     """Opti-CAM: a softmax-weighted sum of the CAM layer's ReLU'd channels, with weights fitted
     by Adam to maximise the target's logit on the masked image (the Opti-CAM paper's objective).

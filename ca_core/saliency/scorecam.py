@@ -30,7 +30,7 @@ from .base import CAMMethod, Reshape, minmax, register, resolve_targets
 VARIANTS = ("paper", "pytorch_grad_cam")
 
 
-@register("scorecam")
+@register("scorecam", "Score-CAM")
 class ScoreCAM(CAMMethod):
     """Score-CAM; ``mean``/``std`` (for de-normalising) default to the backbone's timm data config."""
 

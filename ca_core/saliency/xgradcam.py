@@ -11,7 +11,7 @@ from .gradcam import GradCAM
 EPS = 1e-7  # pytorch-grad-cam's value, so the two implementations agree
 
 
-@register("xgradcam")
+@register("xgradcam", "XGrad-CAM")
 class XGradCAM(GradCAM):
     """XGrad-CAM: Grad-CAM with activation-weighted gradient sums as channel weights.
 

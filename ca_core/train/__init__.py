@@ -43,8 +43,8 @@ from tqdm import tqdm
 from .. import distributed
 from ..prediction import batches_on, num_classes_of, predict
 from ..models import POOLINGS, is_ca_model, save_model
-from ..utils import (atomic_write, autocast, check_labels, check_precision, progress_bar, rng_states, seed_everything,
-                     set_rng_states)
+from ..utils import (FieldError, atomic_write, autocast, check_labels, check_precision, progress_bar, rng_states,
+                     seed_everything, set_rng_states)
 
 STAGES = POOLINGS  # stage "gap" trains a GAP model, stage "ca" the stream of a CA model
 STATE_FILE = "state.pt"
@@ -95,23 +95,25 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "gap_epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+                raise FieldError(name, f"{name}: must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "gap_lr"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+                raise FieldError(name, f"{name}: must be > 0, got {getattr(self, name)}")
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+                raise FieldError(name, f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer: must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise FieldError("optimizer", f"optimizer: must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
-        check_precision(self.precision)
+            raise FieldError("label_smoothing", f"label_smoothing: must be in [0, 1), got {self.label_smoothing}")
+        with FieldError.of("precision"):
+            check_precision(self.precision)
         known = [f.name for f in dataclasses.fields(self) if f.name != "per_model"]
         for backbone, overrides in self.per_model.items():
             for key in overrides:
                 if key not in known:
-                    raise ValueError(f"per_model: {backbone}.{key} is not a train setting; known: {', '.join(known)}")
+                    raise FieldError("per_model",
+                                     f"per_model: {backbone}.{key} is not a train setting; known: {', '.join(known)}")
 
     def for_backbone(self, backbone: str) -> "TrainConfig":
         """The settings ``backbone`` trains with: these, updated by its entry of ``per_model``."""

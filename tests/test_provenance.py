@@ -107,7 +107,7 @@ def test_an_unreadable_chunk_is_recomputed_with_a_warning(setup, tmp_path):
 
 def _profile(tmp_path) -> Profile:
     return Profile(name="prov", data=ShapesConfig(image_size=32, num_classes=4, train=32, val=8, test=8),
-                   models=["resnet_mini"], eval=EvalConfig(), seeds=[0],
+                   models=["resnet_mini"], eval=EvalConfig(), seeds=[0], root=tmp_path,
                    train=TrainConfig(gap_epochs=1, epochs=1, batch_size=16, eval_batch_size=16),
                    settings={"data": {"image_size": 32}})
 
@@ -115,7 +115,6 @@ def _profile(tmp_path) -> Profile:
 def test_a_settings_change_retrains_its_stages(tmp_path, monkeypatch):
     """Scenario 3: a stage made for another key (here: other train settings; code edits change the
     key as tests/test_keys.py shows) trains again, with a warning, and records the new key."""
-    monkeypatch.chdir(tmp_path)
     profile = _profile(tmp_path)
     experiment.train_all(profile, progress=False)
     ckpt = runs.checkpoint_path(profile, "resnet_mini", "ca")
@@ -137,7 +136,6 @@ def test_stages_kept_stale_on_request_are_kept_whatever_changed_and_marked(tmp_p
     loop's resume check, nothing retrained); the book marks the backbone and lists the stages."""
     from ca_core.repro import notices
 
-    monkeypatch.chdir(tmp_path)
     profile = _profile(tmp_path)
     experiment.train_all(profile, progress=False)
     paths = {s: runs.checkpoint_path(profile, "resnet_mini", s) for s in ("gap", "ca")}
@@ -160,7 +158,6 @@ def test_stages_kept_stale_on_request_are_kept_whatever_changed_and_marked(tmp_p
 def test_a_stream_is_never_kept_on_a_retrained_backbone(tmp_path, monkeypatch):
     """Item 5: the GAP stage retrains (not kept); the stream asked to be kept was trained on the old
     backbone, so it is refused (moved aside, trained again) and loading it onto the new one fails."""
-    monkeypatch.chdir(tmp_path)
     profile = _profile(tmp_path)
     experiment.train_all(profile, progress=False)
     ca = runs.checkpoint_path(profile, "resnet_mini", "ca")

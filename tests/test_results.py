@@ -24,7 +24,7 @@ def run(tmp_path_factory):
     """GAP and two (untrained) CA streams of resnet_mini, evaluated on 4 test images with masks."""
     root = tmp_path_factory.mktemp("project")
     data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6)
-    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[0, 1], train=TrainConfig(),
+    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[0, 1], train=TrainConfig(), root=root,
                       eval=EvalConfig(methods=("attention", "gradcam", "random", "centre"), num_images=4,
                                       batch_size=4, chunk_size=4, n_boot=50))
     test = shapes_dataset(data, "test", root=None)
@@ -34,22 +34,15 @@ def run(tmp_path_factory):
     for seed in profile.seeds:
         torch.manual_seed(10 + seed)
         models[("ca", seed)] = build_model(gap, "ca")
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for (pooling, seed), model in models.items():
-            evaluate_model(model, pooling, test, profile.eval, runs.model_dir(profile, "resnet_mini", pooling, seed),
-                           "key", progress=False, extra_seed=seed == 1, calibration_set=test)
-        summary = run_summary.results_summary(profile)
-        path = run_summary.write_results(profile)
-        written = json.loads(path.read_text())
-        regime = report.regime_check(profile)
-        expected = {m: runs.load_results(profile, "resnet_mini", "gap", m) for m in ("gradcam", "centre")}
-        predictions = runs.load_predictions(profile, "resnet_mini", "gap")
-    finally:
-        os.chdir(cwd)
+    for (pooling, seed), model in models.items():
+        evaluate_model(model, pooling, test, profile.eval, runs.model_dir(profile, "resnet_mini", pooling, seed),
+                       "key", progress=False, extra_seed=seed == 1, calibration_set=test)
+    summary = run_summary.results_summary(profile)
+    path = run_summary.write_results(profile)
+    written = json.loads(path.read_text())
+    regime = report.regime_check(profile)
+    expected = {m: runs.load_results(profile, "resnet_mini", "gap", m) for m in ("gradcam", "centre")}
+    predictions = runs.load_predictions(profile, "resnet_mini", "gap")
     return dict(profile=profile, summary=summary, written=written, regime=regime, expected=expected,
                 predictions=predictions)
 
@@ -212,9 +205,8 @@ def test_attention_study_compares_the_trained_stream_with_its_initialisation(tmp
     from ca_core.models import save_model
     from ca_core.repro import experiment, views
 
-    monkeypatch.chdir(tmp_path)
     data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=5)
-    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[3], train=TrainConfig(),
+    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[3], train=TrainConfig(), root=tmp_path,
                       eval=EvalConfig(methods=("attention",), num_images=5, batch_size=5, chunk_size=5))
     torch.manual_seed(0)
     save_model(build_model("resnet_mini", "gap", num_classes=4), runs.checkpoint_path(profile, "resnet_mini", "gap"))

@@ -33,13 +33,14 @@ def results(profile) -> dict[tuple, dict[str, np.ndarray]]:
     return out
 
 
-def test_two_processes_write_what_one_writes_and_resume_per_chunk(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "_config.yml").write_text(json.dumps({"profiles": {"tiny": PROFILE}}))
+def test_two_processes_write_what_one_writes_and_resume_per_chunk(tmp_path):
+    config = tmp_path / "_config.yml"
+    config.write_text(json.dumps({"profiles": {"tiny": PROFILE}}))
     torch.set_num_threads(1)
-    profile = load_profile("tiny", "_config.yml")
+    profile = load_profile("tiny", config)
     experiment.train_all(profile, progress=False)
-    assert evaluate_main(["--profile", "tiny", "--no-progress", "--threads", "1"]) == 0
+    options = ["--profile", "tiny", "--config", str(config), "--no-progress", "--threads", "1"]
+    assert evaluate_main(options) == 0
     one = results(profile)
 
     (tmp_path / "runs/tiny/eval").rename(tmp_path / "one-process")
@@ -55,18 +56,17 @@ def test_two_processes_write_what_one_writes_and_resume_per_chunk(tmp_path, monk
             np.testing.assert_array_equal(one[key][name], two[key][name], err_msg=f"{key} {name}")
 
     folder = runs.model_dir(profile, "resnet_mini", "ca", 1) / "gradcam"
-    killed = tmp_path / folder / "part-00002.npz"
+    killed = folder / "part-00002.npz"
     killed.unlink()  # a job killed before this chunk was written
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("part-*.npz")}
-    assert evaluate_main(["--profile", "tiny", "--no-progress", "--threads", "1"]) == 0
+    assert evaluate_main(options) == 0
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("part-*.npz")}
     assert [p for p in after if after[p] != before.get(p)] == [killed]
     np.testing.assert_array_equal(runs.load_results(profile, "resnet_mini", "ca", "gradcam", 1)["maps"],
                                   one[("gradcam", "ca", 1)]["maps"])
 
 
-def test_evaluate_command_names_a_wrong_profile(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
+def test_evaluate_command_names_a_wrong_profile(tmp_path, capsys):
     (tmp_path / "_config.yml").write_text(json.dumps({"profiles": {"tiny": PROFILE}}))
-    assert evaluate_main(["--profile", "nope"]) == 1
+    assert evaluate_main(["--profile", "nope", "--config", str(tmp_path / "_config.yml")]) == 1
     assert "profiles.nope: no such profile" in capsys.readouterr().err

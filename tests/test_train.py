@@ -279,9 +279,8 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
     from ca_core.data import ShapesConfig
     from ca_core.models import read_checkpoint
 
-    monkeypatch.chdir(tmp_path)
     profile = Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
-                      models=["resnet_mini"], eval=None,
+                      models=["resnet_mini"], eval=None, root=tmp_path,
                       train=TrainConfig(gap_epochs=1, per_model={"resnet_mini": {"gap_epochs": 2}}, epochs=1, batch_size=32))
     weights = []
     for draws in (0, 7):
@@ -304,7 +303,6 @@ def test_stages_trained_by_the_command_line_are_adopted_by_the_pipeline(tmp_path
     from ca_core.repro import experiment, runs
     from ca_core.repro.config import load_profile
 
-    monkeypatch.chdir(tmp_path)
     config = _write_profile(tmp_path / "_config.yml")
     profile = load_profile("tiny", config)
     common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config), "--no-progress"]

@@ -74,6 +74,9 @@ class Profile:
     ``ablations``: labelled ablations, each one more CA stream of a backbone (primary seed) trained
     with some train settings changed (:class:`Ablation`); the method stays the paper's.
 
+    ``root``: the project folder (that of ``_config.yml``) under which its run folder and relative
+    paths lie, absolute.
+
     ``models_from``: the profile whose trained models this one evaluates on its own data, training
     nothing (the paper's MIT 67 figure: ImageNet-trained streams on unseen scenes). Its ``train``,
     ``seeds`` and ``pretrained`` are that profile's; ``model_classes`` is its classifier's width.
@@ -92,16 +95,24 @@ class Profile:
     model_classes: int | None = None
     ablations: dict[str, "Ablation"] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict, repr=False)
+    root: Path = field(default_factory=Path.cwd)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
 
     @property
     def run_dir(self) -> Path:
-        """Where this profile's results land: ``runs/<profile>``."""
-        return Path("runs") / self.name
+        """Where this profile's results land: ``<root>/runs/<profile>`` (absolute, whatever the working directory)."""
+        return self.root / "runs" / self.name
 
     @property
     def train_run_dir(self) -> Path:
         """The run folder holding the trained models: this profile's, or that of ``models_from``."""
-        return Path("runs") / (self.models_from or self.name)
+        return self.root / "runs" / (self.models_from or self.name)
+
+    def path(self, value: Path) -> Path:
+        """A path of the profile's settings (data, local weights), relative to :attr:`root` unless absolute."""
+        return self.root / value
 
     @property
     def num_classes(self) -> int:
@@ -117,7 +128,8 @@ class Profile:
         """A backbone's starting weights: ``True`` (timm's, from the hub), a local weights file, or
         ``False`` (trained here from scratch, the GAP stage)."""
         if isinstance(self.pretrained, dict):
-            return self.pretrained.get(backbone, False)
+            weights = self.pretrained.get(backbone, False)
+            return self.path(weights) if isinstance(weights, Path) else weights
         return self.pretrained
 
     @property
@@ -288,6 +300,7 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         pretrained=_pretrained(settings.get("pretrained", False), models, f"{path}.pretrained"),
         ablations=_ablations(settings.get("ablations", {}), models, sections["train"], f"{path}.ablations"),
         settings=dict(settings),
+        root=root,
         **sections,
     )
     profile.keep_stale = _stages(settings.get("keep_stale", []), training_stages(profile), f"{path}.keep_stale")

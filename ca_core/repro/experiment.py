@@ -37,19 +37,22 @@ SPLITS = ("train", "val", "test")
 # Data
 
 
-def datasets(profile: Profile, splits: tuple[str, ...] = SPLITS, shapes_root: Path = SHAPES_ROOT) -> dict[str, Dataset]:
-    """The profile's data splits, loading only those in ``splits`` (the training split is the large one)."""
-    spec = profile.data
+def datasets(profile: Profile, splits: tuple[str, ...] = SPLITS, shapes_root: Path | None = None) -> dict[str, Dataset]:
+    """The profile's data splits, loading only those in ``splits`` (the training split is the large one);
+    relative data paths, and the generated data's cache (``shapes_root``, default ``data/shapes``), lie
+    under the profile's root."""
+    spec, at = profile.data, profile.path
     if isinstance(spec, Mit67Data):
-        sets = data.mit67_splits(spec.root, spec.image_size, spec.resize)
+        sets = data.mit67_splits(at(spec.root), spec.image_size, spec.resize)
         return {split: sets[split] for split in splits}
     if not isinstance(spec, FolderData):
-        return {split: data.shapes_dataset(spec, split, root=shapes_root) for split in splits}
+        return {split: data.shapes_dataset(spec, split, root=at(shapes_root or SHAPES_ROOT)) for split in splits}
+    val_list = None if spec.val_list is None else at(spec.val_list)
     if "train" in splits:
-        sets = data.imagenet_splits(spec.train_root, spec.val_root, spec.val_list, spec.image_size, spec.resize,
+        sets = data.imagenet_splits(at(spec.train_root), at(spec.val_root), val_list, spec.image_size, spec.resize,
                                     spec.num_classes)
         return {split: sets[split] for split in splits}
-    val = data.imagenet_val(spec.val_root, spec.val_list, spec.image_size, spec.resize, spec.num_classes)
+    val = data.imagenet_val(at(spec.val_root), val_list, spec.image_size, spec.resize, spec.num_classes)
     return {split: val for split in splits}
 
 

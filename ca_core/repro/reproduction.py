@@ -269,9 +269,9 @@ def subset_values(profile: Profile, folder: Path, progress: bool = False) -> dic
     return values
 
 
-def save_evaluation_reference(profile: Profile, root: Path = Path(".")) -> Path:
+def save_evaluation_reference(profile: Profile) -> Path:
     """Copy the run's checkpoints into :func:`checkpoint_dir` and store their subset values there."""
-    folder = checkpoint_dir(profile.name, root)
+    folder = checkpoint_dir(profile.name, profile.root)
     for backbone, pooling, seed, ablation in reference_models(profile):
         for stage, copy in _parts(profile, folder, backbone, pooling, seed, ablation).items():
             if copy is not None:
@@ -282,11 +282,11 @@ def save_evaluation_reference(profile: Profile, root: Path = Path(".")) -> Path:
     return folder
 
 
-def evaluation_check(profile: Profile, root: Path = Path(".")) -> list[dict[str, Any]] | None:
+def evaluation_check(profile: Profile) -> list[dict[str, Any]] | None:
     """The reference's checkpoints evaluated again here against its stored values: per model and
     method the largest absolute difference (points) over the metrics and images; ``None`` when
     the profile has no reference checkpoints."""
-    folder = checkpoint_dir(profile.name, root)
+    folder = checkpoint_dir(profile.name, profile.root)
     stored = read_npz(folder / "subset.npz", "reference")
     if stored is None:
         return None
@@ -314,12 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.config.resolve().parent
     profile = load_profile(args.profile, args.config)
-    results = root / profile.run_dir / "results.json"
+    results = profile.run_dir / "results.json"
     if not results.is_file():
         print(f"reference: {results} does not exist: run `make book PROFILE={args.profile}` first", file=sys.stderr)
         return 1
     out = write_reference(results, reference_path(args.profile, root), git_commit(root))
-    folder = save_evaluation_reference(profile, root)
+    folder = save_evaluation_reference(profile)
     print(f"reference: {out} and {folder}")
     return 0
 

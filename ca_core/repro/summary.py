@@ -61,9 +61,9 @@ def _road(profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
-def results_summary(profile: Profile, root: Path = Path(".")) -> dict[str, Any]:
+def results_summary(profile: Profile) -> dict[str, Any]:
     """The whole run as plain data: see ``book``'s reproduction page for the schema (``results.json``);
-    ``reproduction``: its comparison with the profile's committed reference run under ``root``
+    ``reproduction``: its comparison with the profile's committed reference run
     (:mod:`ca_core.repro.reproduction`; ``None`` without one)."""
     accuracy, calibration, results = _model_entries(profile)
     sanity = [{"backbone": b, "method": m, "pooling": p, "steps": list(r.steps),
@@ -74,21 +74,21 @@ def results_summary(profile: Profile, root: Path = Path(".")) -> dict[str, Any]:
                "claims": [t.as_dict() for t in claim_tests(profile)], "normalised": normalised_summary(profile),
                "road": _road(profile), "sanity": sanity,
                "regime": regime_check(profile), "targets": REGIME_TARGETS}
-    compared = reproduction(summary, profile.name, root)
+    compared = reproduction(summary, profile.name, profile.root)
     return summary | {"reproduction": None if compared is None else compared.as_dict()}
 
 
-def write_results(profile: Profile, root: Path = Path(".")) -> Path:
+def write_results(profile: Profile) -> Path:
     """Write :func:`results_summary` to ``runs/<profile>/results.json`` atomically; return the path."""
-    path = Path(root) / profile.run_dir / "results.json"
-    write_json(path, results_summary(profile, root))
+    path = profile.run_dir / "results.json"
+    write_json(path, results_summary(profile))
     return path
 
 
-def write_findings(profile: Profile, root: Path = Path(".")) -> Path:
+def write_findings(profile: Profile) -> Path:
     """Write :func:`ca_core.repro.claims.findings` of the run to ``book/generated/findings.md``
     (atomically), which the book's first page includes; return the path."""
-    path = Path(root) / FINDINGS_FILE
+    path = profile.root / FINDINGS_FILE
     text = findings(profile, claim_tests(profile)) or "*No claim of the paper is testable on this run.*"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
     return path

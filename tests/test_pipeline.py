@@ -69,9 +69,11 @@ def test_runs_skips_and_reruns_what_changed(project):
     timings, lines = run(project)  # nothing changed: everything skipped, measured times kept
     steps = [line for line in lines if line.startswith("[")]
     assert ran(lines) == [] and len(steps) == len(STEPS) and all("up to date" in line for line in steps)
-    assert lines[-1] == "reproduction: profile smoke has no committed reference run (make reference PROFILE=smoke makes one)"
+    assert lines[-1] == ("reproduction: profile smoke has no committed reference run "
+                         "(make reference PROFILE=smoke makes one)")
     assert timings["steps"]["02_second"] == {**timings["steps"]["02_second"], "seconds": first_seconds}
-    assert json.loads((project / "runs/smoke/timings.json").read_text())["steps"]["02_second"]["status"].startswith("up to date")
+    recorded = json.loads((project / "runs/smoke/timings.json").read_text())["steps"]["02_second"]
+    assert recorded["status"].startswith("up to date")
 
     notebook(project / "notebooks/02_second.ipynb", WRITE.format(name="02_second") + "\n1 + 1")
     assert ran(run(project)[1]) == ["02_second"]  # only the changed step
@@ -87,7 +89,8 @@ def test_runs_skips_and_reruns_what_changed(project):
     assert ran(run(project)[1]) == list(STEPS)  # another profile setting
 
 
-TRAIN = ("import json, pathlib\nstage = pathlib.Path('runs/smoke/train/m/gap')\nstage.mkdir(parents=True, exist_ok=True)\n"
+TRAIN = ("import json, pathlib\nstage = pathlib.Path('runs/smoke/train/m/gap')\n"
+         "stage.mkdir(parents=True, exist_ok=True)\n"
          "(stage / 'provenance.json').write_text(json.dumps({{'key': '{key}'}}))")
 
 

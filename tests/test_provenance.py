@@ -145,7 +145,8 @@ def test_stages_kept_stale_on_request_are_kept_whatever_changed_and_marked(tmp_p
     with pytest.warns(UserWarning, match="kept, as keep_stale asks"):
         rows = experiment.train_all(profile, progress=False)
     assert {s: p.read_bytes() for s, p in paths.items()} == before
-    assert [r["Stage"] for r in rows] == ["GAP (kept stale)", "CA (kept stale)"] and [r["Epochs"] for r in rows] == [1, 1]
+    assert [r["Stage"] for r in rows] == ["GAP (kept stale)", "CA (kept stale)"]
+    assert [r["Epochs"] for r in rows] == [1, 1]
     assert notices.kept_stale(profile) == ["resnet_mini/ca", "resnet_mini/gap"]
     assert notices.backbone_label(profile, "resnet_mini") == "resnet_mini" + notices.STALE_MARK
     assert "resnet_mini/ca" in notices.stale_notice(profile)
@@ -214,12 +215,14 @@ def test_a_stage_without_a_readable_record_is_set_aside_never_deleted(tmp_path, 
     (folder / "model.safetensors").write_bytes(b"ninety epochs")
     if record is not None:
         (folder / runs.PROVENANCE_FILE).write_text(record)
-    with pytest.warns(UserWarning, match=r"no readable record .* moved aside to .*ca\.orphan-.* \(nothing deleted\).*rm -r"):
+    aside_message = r"no readable record .* moved aside to .*ca\.orphan-.* \(nothing deleted\).*rm -r"
+    with pytest.warns(UserWarning, match=aside_message):
         experiment.prepare_stage(folder, "key-1")
     (aside,) = folder.parent.glob("ca.orphan-*")
     assert (aside / "model.safetensors").read_bytes() == b"ninety epochs"
     assert sorted(p.name for p in folder.iterdir()) == [runs.PROVENANCE_FILE]
-    assert [a["path"] for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]  # not the orphan
+    # not the orphan
+    assert [a["path"] for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]
 
 
 def test_a_checkpoint_without_its_pooling_is_a_clear_error(tmp_path):
@@ -229,7 +232,8 @@ def test_a_checkpoint_without_its_pooling_is_a_clear_error(tmp_path):
     import safetensors.torch
 
     path = tmp_path / "model.safetensors"
-    safetensors.torch.save_file({"w": torch.zeros(1)}, str(path), metadata={"ca_core": json_.dumps({"format": "ca_core/1"})})
+    metadata = {"ca_core": json_.dumps({"format": "ca_core/1"})}
+    safetensors.torch.save_file({"w": torch.zeros(1)}, str(path), metadata=metadata)
     with pytest.raises(ValueError, match=rf"checkpoint {path} records no pooling .* train the stage again"):
         load_model(build_model("resnet_mini", "gap", num_classes=4), path)
 

@@ -61,7 +61,8 @@ def test_results_json_schema(run):
     paper_metrics = {"ad", "ag", "ai", "insertion", "deletion"}
     for r in s["results"]:
         assert r["n_images"] == 4
-        assert set(r["metrics"]) == paper_metrics | {f"{m}_cal" for m in paper_metrics} | {"pointing", "pointing_tol", "energy"}
+        calibrated = {f"{m}_cal" for m in paper_metrics}
+        assert set(r["metrics"]) == paper_metrics | calibrated | {"pointing", "pointing_tol", "energy"}
         for m in r["metrics"].values():
             assert set(m) == {"mean", "lo", "hi"} and m["lo"] <= m["mean"] <= m["hi"]
     for r in s["normalised"]:  # over the images both primary models classify correctly
@@ -79,12 +80,17 @@ def test_results_json_schema(run):
         for name in comparisons:
             t = c[name]
             assert t["ci"][0] <= t["diff"] <= t["ci"][1] and 0 <= t["p"] <= t["p_holm"] <= 1
-    assert {(r["pooling"], r["method"]) for r in s["road"]} == {("gap", "gradcam"), ("gap", "random"), ("gap", "centre"),
-                                                              ("ca", "attention"), ("ca", "gradcam"), ("ca", "random"),
-                                                              ("ca", "centre")}
+    assert {(r["pooling"], r["method"]) for r in s["road"]} == {
+        ("gap", "gradcam"), ("gap", "random"), ("gap", "centre"),
+        ("ca", "attention"), ("ca", "gradcam"), ("ca", "random"), ("ca", "centre")}
     sanity = {(r["pooling"], r["method"]): r for r in s["sanity"]}
     assert not sanity[("ca", "centre")]["passes"]
     assert np.allclose(list(sanity[("ca", "centre")]["median_correlation"].values()), 1.0)
+
+
+def family_of(row: dict) -> str:
+    """The Holm family of a claim row: the baselines' own rows, the accuracy tests, or the CAM claims."""
+    return "baselines" if row["baseline"] else "accuracy" if row["metric"] == "accuracy" else "claims"
 
 
 def holm_by_hand(p: list[float]) -> list[float]:
@@ -106,7 +112,9 @@ def verdict_by_hand(claim: dict, test: dict, margin: float) -> str:
     opposite when its interval lies wholly below -margin, else is not shown."""
     lo, hi = test["ci"]
     if claim["metric"] == "accuracy":
-        return "holds" if test["p_holm"] < 0.05 else "opposite, significant" if hi < -margin else "equivalence not shown"
+        if test["p_holm"] < 0.05:
+            return "holds"
+        return "opposite, significant" if hi < -margin else "equivalence not shown"
     moved = None if test["p_holm"] >= 0.05 else "up" if lo > 0 else "down" if hi < 0 else None
     claimed = claim["direction"] if claim["kind"] == "improves" else {"up": "down", "down": "up"}[claim["direction"]]
     return ("not significant" if moved is None else "holds" if moved == claimed else "opposite, significant")
@@ -114,7 +122,8 @@ def verdict_by_hand(claim: dict, test: dict, margin: float) -> str:
 
 @pytest.mark.parametrize("claim, test, verdict", [
     ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [0.1, 0.9], "p_holm": 0.01}, "holds"),
-    ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [-0.9, -0.1], "p_holm": 0.01}, "opposite, significant"),
+    ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [-0.9, -0.1], "p_holm": 0.01},
+     "opposite, significant"),
     ({"metric": "ag", "kind": "improves", "direction": "up"}, {"ci": [0.1, 0.9], "p_holm": 0.05}, "not significant"),
     ({"metric": "ad", "kind": "improves", "direction": "down"}, {"ci": [-0.9, -0.1], "p_holm": 0.01}, "holds"),
     ({"metric": "deletion", "kind": "worse", "direction": "down"}, {"ci": [0.1, 0.9], "p_holm": 0.01}, "holds"),
@@ -140,8 +149,9 @@ def test_the_library_gives_every_verdict_as_the_rule_says_on_constructed_claims(
     from ca_core.repro.claims import ClaimTest, Comparison, Outcome, correct
 
     rng = np.random.default_rng(0)
-    cases = [("ag", "improves", "up", "gradcam"), ("ai", "improves", "up", "scorecam"), ("ad", "improves", "down", "gradcam"),
-             ("deletion", "worse", "down", "gradcam"), ("ag", "improves", "up", "random"), ("accuracy", "kept", "up", None)]
+    cases = [("ag", "improves", "up", "gradcam"), ("ai", "improves", "up", "scorecam"),
+             ("ad", "improves", "down", "gradcam"), ("deletion", "worse", "down", "gradcam"),
+             ("ag", "improves", "up", "random"), ("accuracy", "kept", "up", None)]
     intervals = [(0.5, 2.0), (-2.0, -0.5), (-1.0, 1.0), (-3.0, -1.5)]
     tests = []
     for metric, kind, direction, method in cases:
@@ -154,8 +164,7 @@ def test_the_library_gives_every_verdict_as_the_rule_says_on_constructed_claims(
     seen = set()
     for name in ("raw", "vs_random", "vs_centre", "calibrated"):
         for family in ("claims", "accuracy", "baselines"):
-            members = [r for r in rows if name in r and
-                       ("baselines" if r["baseline"] else "accuracy" if r["metric"] == "accuracy" else "claims") == family]
+            members = [r for r in rows if name in r and family_of(r) == family]
             assert [r[name]["p_holm"] for r in members] == pytest.approx(holm_by_hand([r[name]["p"] for r in members]),
                                                                          rel=1e-12, abs=0), (name, family)
             for r in members:
@@ -173,8 +182,7 @@ def test_each_verdict_and_holm_p_follow_from_the_rows_own_numbers(run):
     seen = set()
     for name in ("raw", "vs_random", "vs_centre", "calibrated"):
         for family in ("claims", "accuracy", "baselines"):
-            rows = [c for c in s["claims"] if name in c and
-                    ("baselines" if c["baseline"] else "accuracy" if c["metric"] == "accuracy" else "claims") == family]
+            rows = [c for c in s["claims"] if name in c and family_of(c) == family]
             assert [c[name]["p_holm"] for c in rows] == pytest.approx(holm_by_hand([c[name]["p"] for c in rows]),
                                                                       rel=1e-12, abs=0), (name, family)
             for c in rows:
@@ -189,7 +197,8 @@ def test_regime_check_is_computed_from_the_saved_results(run):
     cam, centre = run["expected"]["gradcam"], run["expected"]["centre"]
     assert row["gradcam_pointing"] == pytest.approx(100 * cam["pointing_tol"].mean())
     assert row["centre_pointing"] == pytest.approx(100 * centre["pointing_tol"].mean())
-    assert row["gradcam_energy"] - row["centre_energy"] == pytest.approx(100 * (cam["energy"] - centre["energy"]).mean())
+    energy_gain = 100 * (cam["energy"] - centre["energy"]).mean()
+    assert row["gradcam_energy"] - row["centre_energy"] == pytest.approx(energy_gain)
     assert row["gap_accuracy"] == pytest.approx(100 * run["predictions"]["correct"].mean())
     t = report.REGIME_TARGETS
     assert row["ok"]["pointing"] == (row["gradcam_pointing"] >= t["pointing"])

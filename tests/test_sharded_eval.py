@@ -17,7 +17,8 @@ from ca_core.repro.config import load_profile
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = {
-    "data": {"kind": "shapes", "image_size": 32, "num_classes": 4, "train": 64, "val": 16, "test": 15},  # 15: predictions shard 8 + 7
+    # test 15: the predictions shard 8 + 7
+    "data": {"kind": "shapes", "image_size": 32, "num_classes": 4, "train": 64, "val": 16, "test": 15},
     "models": ["resnet_mini"], "seeds": [0, 1],
     "train": {"gap_epochs": 1, "epochs": 1, "batch_size": 16, "eval_batch_size": 16},
     "eval": {"methods": ["attention", "gradcam", "centre"], "num_images": 7, "batch_size": 2, "chunk_size": 2,

@@ -45,14 +45,16 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, sets):
     assert result["epochs_done"] == 3 and checkpoint_file(tmp_path / "whole").is_file()
 
     first = _gap()
-    partial = train(CFG, first, sets["train"], sets["val"], tmp_path / "cut", stage="gap", progress=False, until_epoch=1)
+    partial = train(CFG, first, sets["train"], sets["val"], tmp_path / "cut", stage="gap", progress=False,
+                    until_epoch=1)
     assert partial["epochs_done"] == 1 and not checkpoint_file(tmp_path / "cut").is_file()
     resumed = _gap(seed=123)  # a fresh process would rebuild the model with other initial weights
     train(CFG, resumed, sets["train"], sets["val"], tmp_path / "cut", stage="gap", progress=False)
 
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    logs = [[json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("whole", "cut")]
+    logs = [[json.loads(line) for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+            for d in ("whole", "cut")]
     assert [r["epoch"] for r in logs[1]] == [1, 2, 3]
     assert [r["train_loss"] for r in logs[0]] == [r["train_loss"] for r in logs[1]]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s"} <= set(logs[0][0])
@@ -100,9 +102,11 @@ def test_label_smoothing_changes_the_ca_loss_only(tmp_path, sets):
     losses = {}
     for name, c in (("plain", cfg), ("smooth", smooth)):
         model = build_model(_gap(), pooling="ca")  # the same backbone and stream init in both
-        losses[name] = train(c, model, sets["train"], sets["val"], tmp_path / f"ca-{name}", stage="ca", progress=False)["train_loss"]
+        result = train(c, model, sets["train"], sets["val"], tmp_path / f"ca-{name}", stage="ca", progress=False)
+        losses[name] = result["train_loss"]
     assert losses["smooth"] != pytest.approx(losses["plain"], rel=1e-3)
-    gap = {name: train(c, _gap(), sets["train"], sets["val"], tmp_path / f"gap-{name}", stage="gap", progress=False)["train_loss"]
+    gap = {name: train(c, _gap(), sets["train"], sets["val"], tmp_path / f"gap-{name}", stage="gap",
+                       progress=False)["train_loss"]
            for name, c in (("plain", cfg), ("smooth", smooth))}
     assert gap["smooth"] == gap["plain"]
     with pytest.raises(ValueError, match="label_smoothing"):
@@ -220,8 +224,8 @@ def _write_profile(path: Path) -> Path:
     # leaves the second of two ranks empty; the torchrun test below must still match one process.
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.replace(DATA, train=61).__dict__.items()}
     profile = {"data": {"kind": "shapes", **data}, "models": ["resnet_mini"],
-               "train": {"epochs": 2, "gap_epochs": 1, "per_model": {"resnet_mini": {"gap_epochs": 2}}, "batch_size": 15,
-                         "eval_batch_size": 16}, "eval": {}}
+               "train": {"epochs": 2, "gap_epochs": 1, "per_model": {"resnet_mini": {"gap_epochs": 2}},
+                         "batch_size": 15, "eval_batch_size": 16}, "eval": {}}
     path.write_text(json.dumps({"profiles": {"tiny": profile}}))  # JSON is YAML
     return path
 
@@ -281,7 +285,8 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
 
     profile = Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
                       models=["resnet_mini"], eval=None, root=tmp_path,
-                      train=TrainConfig(gap_epochs=1, per_model={"resnet_mini": {"gap_epochs": 2}}, epochs=1, batch_size=32))
+                      train=TrainConfig(gap_epochs=1, per_model={"resnet_mini": {"gap_epochs": 2}}, epochs=1,
+                                        batch_size=32))
     weights = []
     for draws in (0, 7):
         torch.rand(draws)

@@ -54,12 +54,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="default", help="profile of the config file giving data and train settings")
     p.add_argument("--config", default=str(CONFIG_FILE), help="config file (default: %(default)s)")
     p.add_argument("--gap-checkpoint", help="stage ca: the trained GAP model (model.safetensors of stage gap)")
-    p.add_argument("--pretrained", help="'true' for timm's weights, 'false' to train the backbone from scratch (stage gap), "
+    p.add_argument("--pretrained", help="'true' for timm's weights, 'false' to train the backbone from scratch "
+                   "(stage gap), "
                    "or a local weights file (default: the profile's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override train settings, e.g. epochs=3")
     p.add_argument("--until-epoch", type=int, help="stop after this many epochs (resume later with the same command)")
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
-    p.add_argument("--shapes-root", help=f"cache folder of the generated data (default: {SHAPES_ROOT} beside the config)")
+    p.add_argument("--shapes-root",
+                   help=f"cache folder of the generated data (default: {SHAPES_ROOT} beside the config)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -72,7 +74,8 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
     # with --pretrained given, the profile's own weights files need not exist yet (make backbones makes them)
     profile = load_profile(args.profile, args.config, check_paths=args.pretrained is None)
     cfg = dataclasses.replace(profile.train.for_backbone(args.backbone), **parse_overrides(args.set))
-    sets = datasets(profile, ("train", "val", "test"), shapes_root=Path(args.shapes_root).resolve() if args.shapes_root else None)
+    shapes_root = Path(args.shapes_root).resolve() if args.shapes_root else None
+    sets = datasets(profile, ("train", "val", "test"), shapes_root=shapes_root)
     choice = {"true": True, "false": False}
     pretrained: bool | str | Path = profile.pretrained_for(args.backbone) if args.pretrained is None else (
         choice.get(args.pretrained.lower(), args.pretrained))

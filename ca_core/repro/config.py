@@ -323,7 +323,8 @@ def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: boo
         known = ", ".join(p for p in profiles if p != name)
         raise ConfigError(f"{path}.models_from: expected another profile of the config ({known}), got {source_name!r}")
     if "models_from" in profiles[source_name]:
-        raise ConfigError(f"{path}.models_from: profiles.{source_name} trains no models of its own (it has models_from too)")
+        raise ConfigError(f"{path}.models_from: profiles.{source_name} trains no models of its own "
+                          "(it has models_from too)")
     source = parse_profile(source_name, profiles[source_name], check_paths=False, root=root, profiles=profiles)
     own = {k: v for k, v in settings.items() if k != "models_from"} | {"train": {}}  # the source's, set below
     profile = parse_profile(name, own, check_paths=False, root=root, profiles=profiles)
@@ -333,9 +334,11 @@ def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: boo
                           f"(its models: {', '.join(source.models)})")
     if profile.eval.targets == "label" and profile.data.num_classes != source.data.num_classes:
         raise ConfigError(f"{path}.eval.targets: the data's {profile.data.num_classes} classes are not the "
-                          f"{source.data.num_classes} classes of profiles.{source_name}'s models; set targets: predicted")
+                          f"{source.data.num_classes} classes of profiles.{source_name}'s models; "
+                          "set targets: predicted")
     profile = dataclasses.replace(profile, train=source.train, seeds=source.seeds, pretrained=source.pretrained,
-                                  keep_stale=source.keep_stale, ablations=source.ablations, models_from=source_name, model_classes=source.data.num_classes,
+                                  keep_stale=source.keep_stale, ablations=source.ablations, models_from=source_name,
+                                  model_classes=source.data.num_classes,
                                   settings=dict(settings))
     if check_paths:
         check_data_paths(profile, root)
@@ -347,7 +350,8 @@ def training_stages(profile: Profile) -> list[str]:
     (backbones trained here, not pretrained ones), ``"<backbone>/ca"`` (the first seed's stream),
     ``"<backbone>/ca-seed<S>"`` and ``"<backbone>/ca-<ablation>"``."""
     stages = [f"{b}/{s}" for b in profile.models
-              for s in ([] if profile.pretrained_for(b) else ["gap"]) + ["ca", *(f"ca-seed{x}" for x in profile.seeds[1:])]]
+              for s in ([] if profile.pretrained_for(b) else ["gap"])
+              + ["ca", *(f"ca-seed{x}" for x in profile.seeds[1:])]]
     return stages + [f"{a.backbone}/ca-{name}" for name, a in profile.ablations.items()]
 
 
@@ -421,7 +425,8 @@ def check_data_paths(profile: Profile, root: Path = Path(".")) -> None:
     for key, value in paths.items():
         where = f"profiles.{profile.name}.{key if key.startswith('pretrained') else 'data.' + key}"
         if not (root / value).exists():
-            raise ConfigError(f"{where}: path {str(value)!r} does not exist (set it in {CONFIG_FILE} to where it lives)")
+            raise ConfigError(f"{where}: path {str(value)!r} does not exist "
+                              f"(set it in {CONFIG_FILE} to where it lives)")
     if isinstance(profile.data, FolderData) and profile.data.val_list is None:
         train, val = (_class_folders(root / p) for p in (profile.data.train_root, profile.data.val_root))
         if train != val:

@@ -173,7 +173,8 @@ def _train_stage(profile: Profile, sets: dict[str, Dataset], backbone: str, stag
     model = initial_model(profile, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
     folder = stage_dir(profile, backbone, stage, seed, ablation)
     name = folder.relative_to(profile.train_run_dir / "train").as_posix()
-    kept = prepare_stage(folder, stage_key(profile, backbone, stage, cfg, model, start_checkpoint(profile, backbone, stage)),
+    key = stage_key(profile, backbone, stage, cfg, model, start_checkpoint(profile, backbone, stage))
+    kept = prepare_stage(folder, key,
                          keep=name in profile.keep_stale,
                          backbone=state_digest(backbone_of(model).state_dict()) if stage == "ca" else None)
     label = stage.upper() if ablation is None else f"CA (ablation: {ablation})"
@@ -270,13 +271,15 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     test = sets["test"]
     for backbone, pooling, seed in models(profile):
         model = load_trained(profile, backbone, pooling, seed)
-        key = evaluation_key(profile, checkpoints(profile, backbone, pooling, seed), weights_digest(profile, backbone, model))
+        key = evaluation_key(profile, checkpoints(profile, backbone, pooling, seed),
+                             weights_digest(profile, backbone, model))
         folder = model_dir(profile, backbone, pooling, seed)
         evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
                        extra_seed=seed not in (None, profile.seeds[0]), calibration_set=sets["val"])
     for backbone, name in ablations(profile):
         model = load_trained(profile, backbone, "ca", ablation=name)
-        key = evaluation_key(profile, checkpoints(profile, backbone, "ca", ablation=name), weights_digest(profile, backbone, model))
+        key = evaluation_key(profile, checkpoints(profile, backbone, "ca", ablation=name),
+                             weights_digest(profile, backbone, model))
         evaluate_model(model, "ca", test, cfg, model_dir(profile, backbone, "ca", ablation=name), key, progress,
                        label=f"{backbone}/ca-{name}", extra_seed=True, calibration_set=sets["val"])
     if is_main():

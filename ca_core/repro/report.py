@@ -94,7 +94,8 @@ def interpretability_table(profile: Profile) -> list[Row]:
     cfg, rows, failures = profile.eval, [], sanity_failures(profile)
     for backbone, method, pooling in settings(profile):
         res = load_results(profile, backbone, pooling, method)
-        head = {"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
+        head = {"Backbone": backbone_label(profile, backbone),
+                "Method": method_label(backbone, method, pooling, failures),
                 "Pooling": pooling.upper(),
                 "Source": f"this run ({len(res['label'])} images)"}
         rows.append(head | {paper.METRIC_LABELS[m]: ci(summarize(res[m], cfg.n_boot, cfg.seed))
@@ -114,8 +115,9 @@ def localisation_table(profile: Profile) -> list[Row]:
         res = load_results(profile, backbone, pooling, method)
         if "pointing" not in res:
             return []  # data without masks (ImageNet): no localisation table
-        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
-                     "Pooling": pooling.upper(), "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
+        rows.append({"Backbone": backbone_label(profile, backbone),
+                     "Method": method_label(backbone, method, pooling, failures), "Pooling": pooling.upper(),
+                     "Pointing game ↑": ci(summarize(res["pointing"], cfg.n_boot, cfg.seed)),
                      "Pointing, 15 px margin ↑": ci(summarize(res["pointing_tol"], cfg.n_boot, cfg.seed)),
                      "Energy in mask ↑": ci(summarize(res["energy"], cfg.n_boot, cfg.seed))})
     return rows
@@ -318,7 +320,8 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_
                 corr = torch.from_numpy(pearson(maps["fp32"], maps[precision]))  # per image
                 scores = {p: evaluate_maps(model, x[:k], maps["fp32"], y[:k], protocol=cfg.protocol,
                                            batch_size=cfg.batch_size, precision=p) for p in ("fp32", precision)}
-                shift = max(abs(100 * (scores[precision][k].mean() - scores["fp32"][k].mean()).item()) for k in paper.METRICS)
+                shift = max(abs(100 * (scores[precision][k].mean() - scores["fp32"][k].mean()).item())
+                            for k in paper.METRICS)
                 rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
                              "Images": k, "Map corr. (min)": f"{corr.min():.4f}",
                              "Map corr. (median)": f"{corr.median():.4f}", "Max metric shift (points)": f"{shift:.2f}",
@@ -340,7 +343,8 @@ def calibration_table(profile: Profile) -> list[Row]:
         if record is None:
             continue
         raw, cal = record["raw"], record["calibrated"]
-        rows.append({"Backbone": backbone_label(profile, backbone), "Model": model_dir(profile, backbone, pooling, seed).name.upper(),
+        rows.append({"Backbone": backbone_label(profile, backbone),
+                     "Model": model_dir(profile, backbone, pooling, seed).name.upper(),
                      "Temperature": f"{record['temperature']:.3f}", "Accuracy %": f"{100 * raw['accuracy']:.1f}",
                      "Confidence %": f"{100 * raw['confidence']:.1f} → {100 * cal['confidence']:.1f}",
                      "NLL": f"{raw['nll']:.3f} → {cal['nll']:.3f}",
@@ -368,7 +372,8 @@ def normalised_summary(profile: Profile) -> list[dict[str, Any]]:
             for p in POOLINGS:
                 keep &= load_predictions(profile, backbone, p)["correct"][res["index"]] > 0
         out.append({"backbone": backbone, "method": method, "pooling": pooling, "n_images": int(keep.sum()),
-                    **{key: summarize(res[key][keep], cfg.n_boot, cfg.seed) if keep.any() else None for key in NORMALISED}})
+                    **{key: summarize(res[key][keep], cfg.n_boot, cfg.seed) if keep.any() else None
+                       for key in NORMALISED}})
     return out
 
 
@@ -391,7 +396,8 @@ def road_table(profile: Profile) -> list[Row]:
         res = load_extra(profile, backbone, pooling, method, "road")
         if res is None:
             continue
-        rows.append({"Backbone": backbone_label(profile, backbone), "Method": method_label(backbone, method, pooling, failures),
+        rows.append({"Backbone": backbone_label(profile, backbone),
+                     "Method": method_label(backbone, method, pooling, failures),
                      "Pooling": pooling.upper(), "Images": len(res["index"]),
                      "MoRF↓": ci(summarize(res["morf"], cfg.n_boot, cfg.seed)),
                      "LeRF↑": ci(summarize(res["lerf"], cfg.n_boot, cfg.seed)),
@@ -406,7 +412,8 @@ def sanity_checks(profile: Profile) -> list[tuple[str, str, str, SanityResult]]:
         res = load_extra(profile, backbone, pooling, method, "sanity")
         if res is not None:
             out.append((backbone, method, pooling,
-                        SanityResult(method=method, steps=tuple(str(s) for s in res["steps"]), correlations=res["correlations"])))
+                        SanityResult(method=method, steps=tuple(str(s) for s in res["steps"]),
+                                     correlations=res["correlations"])))
     return out
 
 
@@ -463,7 +470,8 @@ def ablation_table(profile: Profile) -> list[Row]:
     rows = []
     cams = [m for m in paper.PAPER_CAMS if m in methods_for("ca", profile.eval, extra_seed=True)]
     for backbone, name in ablations(profile):
-        for label, ablation in ((f"{backbone} CA (the profile's recipe)", None), (f"{backbone} CA, ablation `{name}`", name)):
+        for label, ablation in ((f"{backbone} CA (the profile's recipe)", None),
+                                (f"{backbone} CA, ablation `{name}`", name)):
             record = load_calibration(profile, backbone, "ca", ablation=ablation)
             for method in cams:
                 row: Row = {"Stream": label, "Method": paper.METHOD_LABELS[method],

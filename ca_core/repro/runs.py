@@ -40,7 +40,8 @@ def variant(profile: Profile, pooling: str, seed: int | None = None, ablation: s
     return f"{pooling}-seed{seed}"
 
 
-def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = None, ablation: str | None = None) -> Path:
+def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = None,
+              ablation: str | None = None) -> Path:
     """``runs/<profile>/train/<backbone>/<stage>`` (``ca-seed<S>`` for a CA stream of another seed);
     the ``models_from`` profile's folder for a profile that evaluates another's models."""
     return profile.train_run_dir / "train" / backbone / variant(profile, stage, seed, ablation)
@@ -64,7 +65,8 @@ def eval_dir(profile: Profile) -> Path:
     return profile.run_dir / "eval"
 
 
-def model_dir(profile: Profile, backbone: str, pooling: str, seed: int | None = None, ablation: str | None = None) -> Path:
+def model_dir(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
+              ablation: str | None = None) -> Path:
     """``runs/<profile>/eval/<backbone>/<pooling>``: one trained model's results."""
     return eval_dir(profile) / backbone / variant(profile, pooling, seed, ablation)
 

@@ -27,6 +27,7 @@ from ..evaluation import explain_and_score, read_npz, save_npz
 from ..models import compose
 from ..prediction import predict
 from ..utils import progress_bar, write_json
+from .report import show
 from .claims import ALPHA
 from .config import Profile
 from .experiment import ablations, eval_split, models
@@ -342,3 +343,43 @@ def page_rows(compared: Reproduction, top: int = 12) -> dict[str, list[dict[str,
     largest = sorted(compared.metrics, key=lambda d: -abs(d.diff))[:top]
     return {"changed": verdicts(compared.changed), "near": verdicts(compared.near),
             "metrics": differences(largest), "accuracy": differences(compared.accuracy)}
+
+
+def show_comparison(profile: Profile) -> None:
+    """The reproduction page's opening: the summary line, the reference's commit and machine, and the
+    tables of :func:`page_rows` (in a notebook)."""
+    from IPython.display import Markdown, display
+
+    results = json.loads((profile.run_dir / "results.json").read_text())
+    compared = reproduction(results, profile.name, profile.root)
+    if compared is None:
+        display(Markdown(f"*Profile `{profile.name}` has no committed reference run "
+                         f"(`make reference PROFILE={profile.name}` makes one).*"))
+        return
+    ref, here = compared.reference, machine()
+    display(Markdown(f"**{compared.summary()}.**\n\nReference: commit `{ref['commit']}`, {ref['machine']['cpu']} "
+                     f"({ref['machine']['cores']} cores), torch {ref['machine']['torch']}, "
+                     f"timm {ref['machine']['timm']}, made {ref['created']}. This machine: {here['cpu']} "
+                     f"({here['cores']} cores), torch {here['torch']}."))
+    rows = page_rows(compared)
+    for title, key in (("Verdicts that changed", "changed"),
+                       ("Verdicts near the 5 % threshold (Holm-corrected p within a factor 2)", "near"),
+                       ("The largest metric differences", "metrics"), ("Accuracy per model", "accuracy")):
+        if rows[key]:
+            display(Markdown(f"**{title}**"))
+            show(rows[key])
+
+
+def show_evaluation_check(profile: Profile) -> None:
+    """:func:`evaluation_check` as the page's summary line and table (in a notebook)."""
+    from IPython.display import Markdown, display
+
+    check = evaluation_check(profile)
+    if check is None:
+        display(Markdown(f"*No reference checkpoints for profile `{profile.name}`.*"))
+        return
+    worst = max(r["Largest difference (points)"] for r in check)
+    display(Markdown(f"**{sum(r['Identical'] for r in check)} of {len(check)} model × method arrays identical; "
+                     f"largest difference {worst:.2g} points** (AD, AG, AI, Insertion, Deletion per image)."))
+    show([r | {"Largest difference (points)": f"{r['Largest difference (points)']:.2g}",
+               "Identical": "yes" if r["Identical"] else "no"} for r in check])

@@ -28,7 +28,8 @@ def ratio_triple(text: str) -> tuple[float, float, float]:
     """'seed,image,noise' variances (any unit) -> a float triple."""
     values = tuple(float(v) for v in text.split(","))
     if len(values) != 3 or min(values) < 0 or values[1] + values[2] == 0:
-        raise argparse.ArgumentTypeError(f"--ratios takes seed,image,noise variances >= 0 (image + noise > 0), got {text!r}")
+        raise argparse.ArgumentTypeError(f"--ratios takes seed,image,noise variances >= 0 (image + noise > 0), "
+                                         f"got {text!r}")
     return values
 
 

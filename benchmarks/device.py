@@ -101,7 +101,8 @@ def main() -> None:
     x = torch.randn(args.images, 3, args.size, args.size, generator=g).to(device)
     targets = torch.randint(0, 1000, (args.images,), generator=g).to(device)
 
-    print(f"\n{'method':<10} {'setting':<22} {'ours s/img':>11} {'theirs s/img':>13} {'theirs/ours':>12} {'map corr':>9}")
+    print(f"\n{'method':<10} {'setting':<22} {'ours s/img':>11} {'theirs s/img':>13} {'theirs/ours':>12} "
+          f"{'map corr':>9}")
     for method, cam_class in (("gradcam", GradCAM), ("gradcampp", GradCAMPlusPlus), ("scorecam", ScoreCAM)):
         n = args.score_images if method == "scorecam" else args.images
         xs, ts = x[:n], targets[:n]
@@ -109,11 +110,13 @@ def main() -> None:
         variant = {"variant": "pytorch_grad_cam"} if method == "scorecam" else {}
         t_theirs, their_maps = timed(lambda: theirs(cam_class, plain, layer, xs, ts, args.batch), device,
                                      1 if method == "scorecam" else args.repeats)
-        for label, model, precision in [("fp32", plain, "fp32")] + [(f"channels-last {p}", fast, p) for p in precisions]:
+        for label, model, precision in ([("fp32", plain, "fp32")]
+                                        + [(f"channels-last {p}", fast, p) for p in precisions]):
             run = lambda: explain(model, xs, method, targets=ts, precision=precision, **chunk, **variant)  # noqa: E731
             t_ours, maps = timed(run, device, 1 if method == "scorecam" else args.repeats)
             corr = correlation(upsample(maps, args.size).cpu(), their_maps)
-            print(f"{method:<10} {label:<22} {t_ours / n:>11.5f} {t_theirs / n:>13.5f} {t_theirs / t_ours:>11.2f}x {corr:>9.5f}")
+            print(f"{method:<10} {label:<22} {t_ours / n:>11.5f} {t_theirs / n:>13.5f} {t_theirs / t_ours:>11.2f}x "
+                  f"{corr:>9.5f}")
 
     print(f"\n{'metrics (paper protocol)':<32} {'setting':<22} {'s/img':>9} {'floor s/img':>12} {'ours/floor':>11}")
     points = get_protocol("paper").n_points(args.size, args.size)

@@ -38,7 +38,8 @@ def counting(model: nn.Module) -> Iterator[dict[str, int]]:
     """Count images through the backbone's first convolution and ``torch.autograd.grad`` calls."""
     counts = {"forward": 0, "backward": 0}
     first = next(m for m in backbone_of(model).modules() if isinstance(m, nn.Conv2d))
-    handle = first.register_forward_pre_hook(lambda _, args: counts.__setitem__("forward", counts["forward"] + len(args[0])))
+    handle = first.register_forward_pre_hook(
+        lambda _, args: counts.__setitem__("forward", counts["forward"] + len(args[0])))
     grad = torch.autograd.grad
 
     def counted(*args, **kwargs):
@@ -75,12 +76,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50000, help="test images (eval.num_images: null = all)")
     parser.add_argument("--size", type=int, default=64, help="input side of the counting runs (pixels)")
     parser.add_argument("--throughput", nargs="*", default=[], metavar="BACKBONE=IMG_PER_S",
-                        help="forward images/s per GPU at the profile's size (default: timm's published RTX 4090 figures)")
+                        help="forward images/s per GPU at the profile's size "
+                             "(default: timm's published RTX 4090 figures)")
     args = parser.parse_args()
     profile = load_profile(args.profile, check_paths=False)
     throughput = PUBLISHED_THROUGHPUT | {k: float(v) for k, v in (t.split("=") for t in args.throughput)}
     cfg, total_hours = profile.eval, 0.0
-    print(f"{'backbone':<14} {'pooling':<7} {'method':<10} {'images':>7} {'map passes':>10} {'metric passes':>13} {'GPU-h':>7}")
+    print(f"{'backbone':<14} {'pooling':<7} {'method':<10} {'images':>7} {'map passes':>10} {'metric passes':>13} "
+          f"{'GPU-h':>7}")
     for backbone in profile.models:
         for pooling in ("gap", "ca"):
             torch.manual_seed(0)
@@ -92,7 +95,8 @@ def main() -> None:
                 explained, scored = passes_per_image(model, method, method_options(method, cfg), args.size)
                 hours = n * (explained + scored) / throughput[backbone] / 3600
                 total_hours += hours
-                print(f"{backbone:<14} {pooling:<7} {method:<10} {n:>7} {explained:>10.0f} {scored:>13.0f} {hours:>7.2f}", flush=True)
+                print(f"{backbone:<14} {pooling:<7} {method:<10} {n:>7} {explained:>10.0f} {scored:>13.0f} "
+                      f"{hours:>7.2f}", flush=True)
     print(f"\nall: {total_hours:.1f} GPU-hours, {total_hours / args.gpus:.1f} h on {args.gpus} GPUs "
           f"(forward throughput per GPU: {', '.join(f'{k} {v:.0f}/s' for k, v in throughput.items())}; "
           "one CA stream per backbone; data loading and the stream's own cost left out)")

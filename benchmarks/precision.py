@@ -26,7 +26,8 @@ from ca_core.utils import autocast
 from saliency import correlation, theirs
 from timing import best_time
 
-SETTINGS = (("fp32 contiguous", False, "fp32"), ("fp32 channels-last", True, "fp32"), ("bf16 channels-last", True, "bf16"))
+SETTINGS = (("fp32 contiguous", False, "fp32"), ("fp32 channels-last", True, "fp32"),
+            ("bf16 channels-last", True, "bf16"))
 METRICS = ("ad", "ag", "ai", "insertion", "deletion")
 
 
@@ -113,12 +114,14 @@ def main() -> None:
     t_theirs, _ = best_time(lambda: theirs(ScoreCAM, reference, layer, scorecam_x, batch_size=args.scorecam_batch), 1)
     per_theirs = t_theirs / len(scorecam_x)
 
-    print(f"\n{'setting':<20} {'method':<10} {'images':>6} {'s/img':>8} {'vs fp32':>8} {'map corr':>9} {'vs pytorch-grad-cam':>20}")
+    print(f"\n{'setting':<20} {'method':<10} {'images':>6} {'s/img':>8} {'vs fp32':>8} {'map corr':>9} "
+          f"{'vs pytorch-grad-cam':>20}")
     base = {}
     for label, method, n, seconds, corr in saliency_rows(args, x, scorecam_x):
         base.setdefault(method, seconds / n)
         vs_theirs = f"{per_theirs / (seconds / n):.2f}x faster" if method == "scorecam" else ""
-        print(f"{label:<20} {method:<10} {n:>6} {seconds / n:>8.4f} {base[method] / (seconds / n):>7.2f}x {corr:>9.5f} {vs_theirs:>20}")
+        print(f"{label:<20} {method:<10} {n:>6} {seconds / n:>8.4f} {base[method] / (seconds / n):>7.2f}x {corr:>9.5f} "
+              f"{vs_theirs:>20}")
     print(f"pytorch-grad-cam Score-CAM (fp32, contiguous, batch {args.scorecam_batch}): {per_theirs:.4f} s/img")
 
     print(f"\n{'setting':<20} {'metrics: images':>15} {'s/img':>8} {'vs fp32':>8} {'max |mean diff| (points)':>25}")

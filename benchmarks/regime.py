@@ -83,14 +83,15 @@ def main() -> None:
         seed_everything(0)
         model = build_model(v.backbone, "gap", num_classes=v.data.num_classes, **v.model_args)
         start = time.perf_counter()
-        train(TrainConfig(gap_epochs=v.epochs, gap_lr=v.lr, batch_size=64, eval_batch_size=500, precision=args.precision),
+        train(TrainConfig(gap_epochs=v.epochs, gap_lr=v.lr, batch_size=64, eval_batch_size=500,
+                          precision=args.precision),
               model, sets["train"], sets["val"], f"runs/regime/{name}", stage="gap", progress=False)
         seconds = time.perf_counter() - start
         acc = 100 * accuracy(model, sets["test"], 500)
         loc = localisation(model.eval(), sets["test"], args.images)
         print(f"{name:<32} {acc:>6.1f} {loc['gradcam']['pointing_tol']:>11.1f} {loc['centre']['pointing_tol']:>9.1f} "
-              f"{loc['random']['pointing_tol']:>9.1f} {loc['gradcam']['energy']:>10.1f} {loc['centre']['energy']:>8.1f} "
-              f"{seconds:>7.0f}", flush=True)
+              f"{loc['random']['pointing_tol']:>9.1f} {loc['gradcam']['energy']:>10.1f} "
+              f"{loc['centre']['energy']:>8.1f} {seconds:>7.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ written into one folder per model:
   every reader returns results of a completed evaluation of that key only;
 * ``predictions.npz``: label, prediction and (with ``targets="label"``) correctness on the test split;
 * ``<method>/part-NNNNN.npz``: for each chunk of ``chunk_size`` test images, the image indices,
-  labels, the explained classes (``target``), every metric (including the insertion/deletion curves) and the saliency maps at the
-  target layer's resolution (float16);
+  labels, the explained classes (``target``), every metric (including the insertion/deletion curves) and the saliency
+  maps at the target layer's resolution (float16);
 * ``<method>/manifest.json``: the key and the chunks of the last completed evaluation, the only
   ones :func:`read_results` returns;
 * ``calibration.json``: the softmax temperature fitted on the validation split and the calibration
@@ -40,7 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import distributed
-from .metrics import PROTOCOLS, calibration_summary, cascading_randomisation, evaluate_maps, fit_temperature, reliability, road
+from .metrics import (PROTOCOLS, calibration_summary, cascading_randomisation, evaluate_maps, fit_temperature,
+                      reliability, road)
 from .prediction import batches_on, predict
 from .saliency import METHODS, explain
 from .utils import FieldError, announce, atomic_write, check_precision, progress_bar, set_aside, write_json
@@ -125,7 +126,8 @@ class EvalConfig:
         with FieldError.of("precision"):
             check_precision(self.precision)
         if self.targets not in TARGETS:
-            raise FieldError("targets", f"targets: expected one of {', '.join(map(repr, TARGETS))}, got {self.targets!r}")
+            raise FieldError("targets",
+                             f"targets: expected one of {', '.join(map(repr, TARGETS))}, got {self.targets!r}")
         for method in self.methods:
             if method not in METHODS:
                 raise FieldError("methods", f"methods: unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -153,7 +155,8 @@ class EvalConfig:
             if getattr(self, name) < 0:
                 raise FieldError(name, f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}")
         if not self.equivalence_margin > 0:
-            raise FieldError("equivalence_margin", f"equivalence_margin: must be > 0 points, got {self.equivalence_margin}")
+            raise FieldError("equivalence_margin",
+                             f"equivalence_margin: must be > 0 points, got {self.equivalence_margin}")
 
 
 def methods_for(pooling: str, cfg: EvalConfig, extra_seed: bool = False) -> tuple[str, ...]:
@@ -333,7 +336,8 @@ def evaluate_model(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalCo
     for method, i, chunk in progress_bar(mine, desc=f"{label} saliency+metrics", disable=not (progress and rank == 0)):
         path = out_dir / method / f"part-{i:05d}.npz"
         if read_npz(path, key) is None:
-            save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device, arrays["pred"], temperature), key)
+            save_npz(path, explain_and_score(model, method, dataset, chunk, cfg, device, arrays["pred"], temperature),
+                     key)
     distributed.barrier()
     if rank == 0:  # what read_results returns: these chunks of this key only
         for method in dict.fromkeys(m for m, _, _ in jobs):
@@ -416,7 +420,8 @@ def evaluate_extras(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalC
             arrays = {k: v.cpu().numpy() for k, v in road(model, images, maps, targets, noise=cfg.road_noise,
                                                           batch_size=cfg.batch_size, seed=cfg.seed).items()}
         else:
-            check = cascading_randomisation(model, images, targets, method, seed=cfg.seed, **method_options(method, cfg))
+            check = cascading_randomisation(model, images, targets, method, seed=cfg.seed,
+                                            **method_options(method, cfg))
             arrays = {"steps": np.array(check.steps), "correlations": check.correlations}
         save_npz(out_dir / method / f"{kind}.npz", {**arrays, "index": results["index"][:n]}, key)
 

@@ -55,7 +55,8 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256, num_worke
     preds, losses, labels, all_logits = [], [], [], []
     with autocast(device, precision):
         batches = batches_on(loader, device, num_classes_of(model) if labelled else None)
-        for images, target, _ in progress_bar(batches, desc="predict", total=len(loader), disable=not progress, leave=False):
+        for images, target, _ in progress_bar(batches, desc="predict", total=len(loader), disable=not progress,
+                                              leave=False):
             logits = model(images).float()
             all_logits.append(logits)
             preds.append(logits.argmax(1))

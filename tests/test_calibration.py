@@ -32,7 +32,8 @@ def test_fit_temperature_recovers_the_true_temperature(true_temperature):
     assert fitted == pytest.approx(true_temperature, rel=0.05)
     assert nll(z, labels, fitted) < nll(z, labels, 1.0)
     assert nll(z, labels, fitted) <= min(nll(z, labels, fitted * f) for f in (0.99, 1.01))
-    assert fit_temperature(torch.tensor(z, dtype=torch.float32), torch.tensor(labels)) == pytest.approx(fitted, rel=1e-4)
+    assert (fit_temperature(torch.tensor(z, dtype=torch.float32), torch.tensor(labels))
+            == pytest.approx(fitted, rel=1e-4))
 
 
 def test_fit_temperature_warns_when_the_minimum_is_at_the_bound():
@@ -45,7 +46,8 @@ def test_nll_at_temperature_one_is_torch_cross_entropy():
     z, labels = synthetic(500, 1.0, seed=1)
     expected = F.cross_entropy(torch.tensor(z), torch.tensor(labels)).item()
     assert nll(z, labels) == pytest.approx(expected, rel=1e-12)
-    assert nll(z, labels, 2.0) == pytest.approx(F.cross_entropy(torch.tensor(z / 2), torch.tensor(labels)).item(), rel=1e-12)
+    assert nll(z, labels, 2.0) == pytest.approx(F.cross_entropy(torch.tensor(z / 2), torch.tensor(labels)).item(),
+                                                rel=1e-12)
 
 
 def test_ece_near_zero_when_calibrated_and_large_when_over_confident():

@@ -76,7 +76,8 @@ def changed(fresh) -> dict:
     before = stale_steps(root)
     notebook = root / "notebooks/04_figures.ipynb"
     nb = json.loads(notebook.read_text())
-    cell = next(c for c in nb["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    cell = next(c for c in nb["cells"]
+                if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
     cell["source"] = ["# a comment: the step's code changed\n", *cell["source"]]
     notebook.write_text(json.dumps(nb, indent=1))
     after = stale_steps(root)

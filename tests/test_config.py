@@ -59,9 +59,11 @@ def test_smoke_is_smaller_than_default():
     (lambda s: s["data"].update(image_size=8), "profiles.smoke.data.image_size:"),
     (lambda s: s["data"].update(scale=[0.1]), "profiles.smoke.data.scale: expected 2 items, got 1"),
     (lambda s: s["data"].update(kind="imgnet"), "profiles.smoke.data.kind: expected one of 'shapes', 'folders'"),
-    (lambda s: s["eval"].update(methods=["gradcam", "gradcam_pp"]), "profiles.smoke.eval.methods: unknown method 'gradcam_pp'"),
+    (lambda s: s["eval"].update(methods=["gradcam", "gradcam_pp"]),
+     "profiles.smoke.eval.methods: unknown method 'gradcam_pp'"),
     (lambda s: s["eval"].update(num_images=True), "profiles.smoke.eval.num_images: expected int | null, got True"),
-    (lambda s: s.update(models=["resnet_mimi"]), "profiles.smoke.models[0]: unknown timm model 'resnet_mimi' (did you mean 'resnet_mini'?)"),
+    (lambda s: s.update(models=["resnet_mimi"]),
+     "profiles.smoke.models[0]: unknown timm model 'resnet_mimi' (did you mean 'resnet_mini'?)"),
     (lambda s: s.update(model=["resnet_mini"]), "profiles.smoke.model: unknown key (did you mean 'models'?)"),
     (lambda s: s.pop("eval"), "profiles.smoke: missing section(s) eval"),
     (lambda s: s.update(pretrained="yes"), "profiles.smoke.pretrained: expected bool | dict[str, Path], got 'yes'"),
@@ -119,7 +121,8 @@ class Nested:
 
 
 def test_generic_validation_converts_and_reports_nested_paths():
-    value = from_dict(Nested, {"sizes": [3, 4], "table": {"x": 1}, "root": "data", "inner": {"methods": ["gradcam"]}}, "p")
+    value = from_dict(Nested, {"sizes": [3, 4], "table": {"x": 1}, "root": "data", "inner": {"methods": ["gradcam"]}},
+                      "p")
     assert value.sizes == (3, 4) and value.table == {"x": 1.0} and value.root == Path("data")
     assert value.inner.methods == ("gradcam",)
     for data, message in [

@@ -100,7 +100,8 @@ def test_crossed_test_estimates_the_variance_components_in_points():
     assert r.hi - r.diff == pytest.approx(r.diff - r.lo)
     assert scipy.stats.t.ppf(0.975, 1999) <= q <= scipy.stats.t.ppf(0.975, 39)
     ratios = variance_ratios(d)
-    assert ratios == pytest.approx({"seed_to_image": r.var_seed / r.var_image, "noise_to_image": r.var_noise / r.var_image})
+    assert ratios == pytest.approx({"seed_to_image": r.var_seed / r.var_image,
+                                    "noise_to_image": r.var_noise / r.var_image})
 
 
 def test_crossed_p_matches_the_interval():

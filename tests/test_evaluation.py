@@ -65,7 +65,8 @@ def test_tables_put_the_paper_beside_this_run(run):
     rows = report.interpretability_table(run)
     ours = [r for r in rows if r["Source"].startswith("this run")]
     theirs = [r for r in rows if r["Source"].startswith("paper (ResNet-50")]
-    assert [(r["Method"], r["Pooling"]) for r in ours] == [("Raw attention", "CA"), ("Grad-CAM", "GAP"), ("Grad-CAM", "CA")]
+    assert [(r["Method"], r["Pooling"]) for r in ours] == [("Raw attention", "CA"), ("Grad-CAM", "GAP"),
+                                                           ("Grad-CAM", "CA")]
     assert [r["AG↑"] for r in theirs] == [17.56, 22.67]  # Table 1, ResNet-50 Grad-CAM GAP / CA
     assert all(r["AD↓"].count("[") == 1 for r in ours)
     accuracy = report.accuracy_table(run)
@@ -79,7 +80,8 @@ def test_eval_config_checks_and_caps():
     with pytest.raises(ValueError, match="method_images"):
         EvalConfig(methods=("gradcam",), method_images={"scorecam": 5})
     cfg = EvalConfig(num_images=100, method_images={"scorecam": 40})
-    assert (images_for("scorecam", cfg, 500), images_for("gradcam", cfg, 500), images_for("gradcam", cfg, 30)) == (40, 100, 30)
+    assert (images_for("scorecam", cfg, 500), images_for("gradcam", cfg, 500),
+            images_for("gradcam", cfg, 30)) == (40, 100, 30)
 
 
 def test_paper_tables_are_complete():

@@ -326,7 +326,8 @@ def test_forward_passes_are_chunked_shared_and_gradient_free(resnet):
     (torch.rand(3, 4, 4), [0, -1, 2], None, r"label -1 of item 1 does not fit a model with 5 classes"),
     (torch.rand(3, 4, 4), [0, 1], None, r"targets must hold one integer class index per image \(3 images\)"),
     (torch.rand(3, 4, 4), [0.0, 1.0, 2.0], None, r"targets must hold one integer class index"),
-    (torch.rand(3, 4, 4), [0, 1, 2], torch.ones(3, 16, 16, dtype=torch.bool), r"masks must be a bool tensor \(3, 32, 32\)"),
+    (torch.rand(3, 4, 4), [0, 1, 2], torch.ones(3, 16, 16, dtype=torch.bool),
+     r"masks must be a bool tensor \(3, 32, 32\)"),
 ])
 def test_bad_input_gets_a_clear_error(resnet, maps, targets, masks, message):
     images = torch.randn(3, 3, 32, 32)
@@ -497,7 +498,8 @@ def test_normalised_curves_and_calibrated_copies_come_from_the_same_passes():
         assert torch.equal(value, same[key]) and torch.equal(value, same[key.replace("_curve", "_curve_cal")
                                                                         if "_curve" in key else f"{key}_cal"])
     hot = evaluate_maps(model, images, maps, targets, batch_size=8, temperature=3.0)
-    assert torch.equal(hot["insertion"], raw["insertion"]) and not torch.allclose(hot["insertion_cal"], raw["insertion"])
+    assert (torch.equal(hot["insertion"], raw["insertion"])
+            and not torch.allclose(hot["insertion_cal"], raw["insertion"]))
     with torch.no_grad():
         scaled = (model(images) / 3.0).softmax(1)[torch.arange(3), torch.tensor(targets)]
     torch.testing.assert_close(hot["insertion_curve_cal"][:, -1], scaled)

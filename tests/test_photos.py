@@ -45,7 +45,8 @@ def test_the_whole_photo_is_squashed_unless_resize_asks_for_a_centre_crop():
 
 def test_normalisation_is_the_models():
     config = PhotosConfig(names=("coffee",), image_size=64)
-    real, shapes = PhotosDataset(config, REAL)[0][0], PhotosDataset(config, {**SHAPES, "interpolation": "bicubic"})[0][0]
+    real, shapes = (PhotosDataset(config, REAL)[0][0],
+                    PhotosDataset(config, {**SHAPES, "interpolation": "bicubic"})[0][0])
     mean, std = torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None], torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
     torch.testing.assert_close(real * 0.5 + 0.5, shapes * std + mean)  # the same pixels
 
@@ -56,7 +57,8 @@ def test_own_folder_after_the_samples(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     photos = PhotosDataset(PhotosConfig(names=("rocket",), folder=str(tmp_path), image_size=32), SHAPES)
     assert photos.names == ["rocket", "a_blue", "b_red"] and photos.paths[1] == tmp_path / "a_blue.jpg"
-    blue = photos[1][0] * torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None] + torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None]
+    blue = (photos[1][0] * torch.tensor(IMAGENET_DEFAULT_STD)[:, None, None]
+            + torch.tensor(IMAGENET_DEFAULT_MEAN)[:, None, None])
     torch.testing.assert_close(blue.mean(dim=(1, 2)), torch.tensor([0.0, 0.0, 1.0]), atol=0.02, rtol=0)
     assert len(PhotosDataset(PhotosConfig(names=(), folder=str(tmp_path)), SHAPES)) == 2
 

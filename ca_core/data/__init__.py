@@ -7,8 +7,10 @@ from .shapes import MEAN, SHAPE_NAMES, STD, ShapesConfig, ShapesDataset, denorma
 from .transforms import data_config_of, eval_transform, paper_train_transform
 
 __all__ = [
-    "MEAN", "SHAPE_NAMES", "STD", "FolderData", "ImageFiles", "Mit67Data", "ShapesConfig", "ShapesDataset", "data_config_of", "denormalize",
+    "MEAN", "SHAPE_NAMES", "STD", "FolderData", "ImageFiles", "Mit67Data", "ShapesConfig", "ShapesDataset",
+    "data_config_of", "denormalize",
     "SAMPLE_PHOTOS", "PhotosConfig", "PhotosDataset",
-    "eval_transform", "image_folder", "imagenet_splits", "imagenet_val", "list_dataset", "mit67", "mit67_splits", "normalize", "paper_train_transform",
+    "eval_transform", "image_folder", "imagenet_splits", "imagenet_val", "list_dataset", "mit67", "mit67_splits",
+    "normalize", "paper_train_transform",
     "read_list", "shapes_dataset",
 ]

@@ -186,7 +186,8 @@ def mit67_splits(root: str | Path, image_size: int = 224, resize: int = 256,
 
 
 def imagenet_splits(train_root: str | Path, val_root: str | Path, val_list: str | Path | None, image_size: int = 224,
-                    resize: int = 256, num_classes: int | None = None, skip_corrupt: bool = False) -> dict[str, ImageFiles]:
+                    resize: int = 256, num_classes: int | None = None,
+                    skip_corrupt: bool = False) -> dict[str, ImageFiles]:
     """ImageNet-style data as ``train`` (class folders, the paper's augmentation) and ``val``/``test``
     (the ``path,label`` list, or class folders when ``val_list`` is ``None``; resize + centre crop).
     ImageNet has no labelled test set: as in the paper, results are reported on the validation

@@ -52,7 +52,8 @@ class PhotosConfig:
             raise FieldError("image_size", f"image_size must be >= 16 pixels, got {self.image_size}")
         if self.resize is not None and self.resize < self.image_size:
             raise FieldError("resize",
-                             f"resize ({self.resize}) must be at least image_size ({self.image_size}), or None to squash")
+                             f"resize ({self.resize}) must be at least image_size ({self.image_size}), "
+                             f"or None to squash")
 
 
 def sample_photo(name: str) -> Path:

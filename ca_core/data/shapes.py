@@ -132,7 +132,8 @@ def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def _background(g: torch.Generator, n: int, x: torch.Tensor, y: torch.Tensor, texture: float, noise: float) -> torch.Tensor:
+def _background(g: torch.Generator, n: int, x: torch.Tensor, y: torch.Tensor, texture: float,
+                noise: float) -> torch.Tensor:
     """Textured backgrounds (n, 3, S, S): two colours mixed by a product of two gratings, plus noise."""
     base = torch.rand(n, 1, 3, 1, 1, generator=g)
     colours = (base + texture * (torch.rand(n, 2, 3, 1, 1, generator=g) - 0.5)).clamp(0, 1)
@@ -147,7 +148,8 @@ def _background(g: torch.Generator, n: int, x: torch.Tensor, y: torch.Tensor, te
     return image + noise * torch.randn(image.shape, generator=g)
 
 
-def _distractors(g: torch.Generator, image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, count: tuple[int, int]) -> torch.Tensor:
+def _distractors(g: torch.Generator, image: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 count: tuple[int, int]) -> torch.Tensor:
     """Images with up to ``count[1]`` line segments painted over them (the label plays no part)."""
     n, k = image.shape[0], count[1]
     if k == 0:
@@ -214,7 +216,8 @@ def generate(cfg: ShapesConfig, split: str) -> tuple[torch.Tensor, torch.Tensor,
     parts = [render_chunk(cfg, split, i, min(CHUNK, total - start)) for i, start in enumerate(range(0, total, CHUNK))]
     if not parts:
         s = cfg.image_size
-        return torch.empty(0, 3, s, s, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), torch.empty(0, s, s, dtype=torch.bool)
+        return (torch.empty(0, 3, s, s, dtype=torch.uint8), torch.empty(0, dtype=torch.int64),
+                torch.empty(0, s, s, dtype=torch.bool))
     return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
 
 
@@ -236,7 +239,8 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 class ShapesDataset(Dataset):
     """One split held in memory as uint8; items are ``(normalised image (3,H,W), label, mask (H,W))``."""
 
-    def __init__(self, cfg: ShapesConfig, split: str, images: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> None:
+    def __init__(self, cfg: ShapesConfig, split: str, images: torch.Tensor, targets: torch.Tensor,
+                 masks: torch.Tensor) -> None:
         self.cfg, self.split = cfg, split
         self.images, self.targets, self.masks = images, targets, masks
         self.classes = list(SHAPE_NAMES[: cfg.num_classes])

@@ -28,6 +28,7 @@ __all__ = [
     "average_drop", "average_gain", "average_increase", "blur", "blur_kernel", "calibration_summary",
     "cascading_randomisation", "causal_curves", "confidence_metrics", "crossed_test", "energy_pointing_game",
     "equivalence_test", "evaluate_maps", "expected_calibration_error", "fit_temperature", "get_protocol", "holm",
-    "mask_images", "nll", "normalised_aucs", "paired_test", "paper_tolerance", "pearson", "pixel_ranks", "pointing_game",
+    "mask_images", "nll", "normalised_aucs", "paired_test", "paper_tolerance", "pearson", "pixel_ranks",
+    "pointing_game",
     "randomisation_steps", "reliability", "road", "simulate_crossed", "spearman", "summarize", "variance_ratios",
 ]

@@ -73,7 +73,8 @@ def _as_labels(labels: Array, n: int, classes: int) -> np.ndarray:
         raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
     bad = (y < 0) | (y >= classes)
     if bad.any():
-        raise ValueError(f"labels must lie in [0, {classes}), got {y[bad][:10].tolist()} at {np.flatnonzero(bad)[:10].tolist()}")
+        raise ValueError(f"labels must lie in [0, {classes}), got {y[bad][:10].tolist()} "
+                         f"at {np.flatnonzero(bad)[:10].tolist()}")
     return y.astype(np.int64)
 
 

@@ -144,7 +144,8 @@ def causal_curves(
             torch.where(changed, shown, hidden, out=batch[start:stop])
         logits = model(batch)
         for j, t in enumerate(scales.values()):
-            curves[j, image[s], curve[s], point[s]] = target_scores(logits, targets[image[s]], protocol.score, t).to(curves.dtype)
+            curves[j, image[s], curve[s], point[s]] = target_scores(logits, targets[image[s]], protocol.score,
+                                                                    t).to(curves.dtype)
     result = {}
     for j, (suffix, t) in enumerate(scales.items()):
         if clean_logits is not None:

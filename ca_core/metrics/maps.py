@@ -30,8 +30,10 @@ def normalised_aucs(results: dict[str, torch.Tensor], suffix: str = "") -> dict[
     A model that gives every image a higher probability raises Insertion and Deletion together;
     divided by that probability, the curves compare how the map orders the pixels.
     """
-    clean = {"insertion": results[f"insertion_curve{suffix}"][:, -1], "deletion": results[f"deletion_curve{suffix}"][:, 0]}
-    return {f"{name}_norm{suffix}": results[f"{name}{suffix}"] / clean[name].clamp_min(torch.finfo(clean[name].dtype).tiny)
+    clean = {"insertion": results[f"insertion_curve{suffix}"][:, -1],
+             "deletion": results[f"deletion_curve{suffix}"][:, 0]}
+    return {f"{name}_norm{suffix}": (results[f"{name}{suffix}"]
+                                     / clean[name].clamp_min(torch.finfo(clean[name].dtype).tiny))
             for name in CURVES}
 
 
@@ -64,7 +66,8 @@ def check_maps(maps: torch.Tensor, n_images: int) -> torch.Tensor:
         raise ValueError(f"maps contain NaN or inf (images {bad.nonzero()[:, 0].tolist()[:10]})")
     outside = ((maps < -MAP_TOLERANCE) | (maps > 1 + MAP_TOLERANCE)).flatten(1).any(dim=1)
     if outside.any():
-        raise ValueError(f"maps must lie in [0, 1] (min-max normalise them); images {outside.nonzero()[:, 0].tolist()[:10]} "
+        raise ValueError(f"maps must lie in [0, 1] (min-max normalise them); "
+                         f"images {outside.nonzero()[:, 0].tolist()[:10]} "
                          f"range over [{maps.min().item():.4g}, {maps.max().item():.4g}]")
     return maps.float().clamp(0, 1)
 
@@ -120,7 +123,8 @@ def evaluate_maps(
     Returns:
         ``"ad"``, ``"ag"``, ``"ai"`` (fractions; ai is 0/1), ``"insertion"``, ``"deletion"``
         (normalised AUCs), each (B,); ``"insertion_norm"``, ``"deletion_norm"`` (the AUCs divided
-        by the full-image probability, (B,); protocols that score probabilities only); ``"insertion_curve"``, ``"deletion_curve"`` (B, n_points);
+        by the full-image probability, (B,); protocols that score probabilities only); ``"insertion_curve"``,
+        ``"deletion_curve"`` (B, n_points);
         with ``temperature`` the same keys suffixed ``_cal`` (curves: ``"insertion_curve_cal"``);
         with masks also ``"pointing"`` (0/1, no margin), ``"pointing_tol"`` (0/1, with the usual
         margin of 15 px at 224 px, scaled) and ``"energy"`` (fraction), each (B,).

@@ -139,7 +139,8 @@ def _as_matrix(diffs: Values | Sequence[Values]) -> np.ndarray:
     try:
         array = np.asarray(diffs, dtype=np.float64)
     except ValueError as error:
-        raise ValueError(f"diffs must be an (S seeds, I images) array, every seed on the same images: {error}") from error
+        raise ValueError(f"diffs must be an (S seeds, I images) array, every seed on the same images: "
+                         f"{error}") from error
     array = array[None] if array.ndim == 1 else array
     if array.ndim != 2 or array.shape[1] < 2:
         raise ValueError(f"diffs must be an (S seeds, I images) array with at least 2 images, got shape {array.shape}")
@@ -167,7 +168,8 @@ def _crossed(d: np.ndarray) -> _Crossed:
     residuals = d - rows[..., None] - cols[..., None, :] + mean[..., None, None]
     ms_err = (residuals ** 2).sum(axis=(-2, -1)) / df_err
     keep_seed, keep_image = (ms_seed > ms_err).astype(float), (ms_image > ms_err).astype(float)
-    terms = ((keep_seed * ms_seed, df_seed), (keep_image * ms_image, i - 1), ((1 - keep_seed - keep_image) * ms_err, df_err))
+    terms = ((keep_seed * ms_seed, df_seed), (keep_image * ms_image, i - 1),
+             ((1 - keep_seed - keep_image) * ms_err, df_err))
     total = sum(term for term, _ in terms)
     spread = sum(term ** 2 / df for term, df in terms)
     df = np.divide(total ** 2, spread, out=np.full_like(total, s * i - 1.0), where=spread > 0)  # constant data: any df
@@ -281,7 +283,8 @@ def variance_ratios(diffs: Values | Sequence[Values]) -> dict[str, float]:
     """
     fit = _crossed(_as_matrix(diffs))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"seed_to_image": float(fit.var_seed / fit.var_image), "noise_to_image": float(fit.var_noise / fit.var_image)}
+        return {"seed_to_image": float(fit.var_seed / fit.var_image),
+                "noise_to_image": float(fit.var_noise / fit.var_image)}
 
 
 def holm(pvalues: Values) -> np.ndarray:

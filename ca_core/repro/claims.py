@@ -238,7 +238,8 @@ def correct(tests: list[ClaimTest], margin: float) -> list[ClaimTest]:
                 t = out[i].tests[comparison]
                 verdict = (_accuracy_verdict(t, float(p), margin) if out[i].metric == "accuracy"
                            else _verdict(out[i].kind, out[i].direction, t, float(p)))
-                out[i] = replace(out[i], tests={**out[i].tests, comparison: replace(t, p_holm=float(p), verdict=verdict)})
+                out[i] = replace(out[i], tests={**out[i].tests,
+                                                comparison: replace(t, p_holm=float(p), verdict=verdict)})
     return out
 
 
@@ -322,8 +323,9 @@ def findings(profile: Profile, tests: list[ClaimTest]) -> str:
                              f"{t.verdict.value} (margin ±{profile.eval.equivalence_margin:g})")
             else:
                 parts.append(f"`{backbone}`: raw {_count(group, Comparison.RAW)} · map effect "
-                             f"{_count(group, Comparison.VS_RANDOM)} (vs random), {_count(group, Comparison.VS_CENTRE)} "
-                             f"(vs centre) · calibrated {_count(group, Comparison.CALIBRATED)}")
+                             f"{_count(group, Comparison.VS_RANDOM)} (vs random), "
+                             f"{_count(group, Comparison.VS_CENTRE)} (vs centre) · "
+                             f"calibrated {_count(group, Comparison.CALIBRATED)}")
         if parts:
             lines.append(f"**{text}.** " + "; ".join(parts) + ".")
     return "\n\n".join(lines)
@@ -339,10 +341,14 @@ def coverage_table(tests: list[ClaimTest], n_rep: int = 2000, seed: int = 0) -> 
         v = t.variance
         if t.baseline or t.n_seeds < 2 or not np.isfinite([v["seed"], v["image"], v["noise"]]).all():
             continue
-        coverage, size = simulate_crossed(t.n_seeds, t.n_images, v["seed"], v["image"], v["noise"], n_rep=n_rep, seed=seed)
+        coverage, size = simulate_crossed(t.n_seeds, t.n_images, v["seed"], v["image"], v["noise"], n_rep=n_rep,
+                                          seed=seed)
         scale = v["image"] if v["image"] > 0 else 1.0
-        rows.append({"Claim": short_claim(t), "Backbone": t.backbone, "Method": paper.METHOD_LABELS[t.method] if t.method else "–",
-                     "Seed : image : noise": f"{v['seed'] / scale:.3g} : {v['image'] / scale:.3g} : {v['noise'] / scale:.3g}",
-                     "Seeds x images": f"{t.n_seeds} x {t.n_images}", "Coverage of the 95 % interval": f"{coverage:.3f}",
+        rows.append({"Claim": short_claim(t), "Backbone": t.backbone,
+                     "Method": paper.METHOD_LABELS[t.method] if t.method else "–",
+                     "Seed : image : noise": (f"{v['seed'] / scale:.3g} : {v['image'] / scale:.3g} : "
+                                              f"{v['noise'] / scale:.3g}"),
+                     "Seeds x images": f"{t.n_seeds} x {t.n_images}",
+                     "Coverage of the 95 % interval": f"{coverage:.3f}",
                      "Size at 5 %": f"{size:.3f}"})
     return rows

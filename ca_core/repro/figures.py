@@ -233,7 +233,8 @@ VERDICT_COLOURS = {"holds": "tab:green", "not significant": "tab:gray", "opposit
 COMPARISON_MARKERS = {"raw": "o", "vs_random": "s", "vs_centre": "D", "calibrated": "^"}
 
 
-def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequence[str] = ("raw", "vs_random")) -> Figure:
+def forest_plot(tests: Sequence, labels: Mapping[str, str],
+                comparisons: Sequence[str] = ("raw", "vs_random")) -> Figure:
     """CA − GAP per claim x backbone x method with its 95 % interval, one marker per comparison
     (raw; the map effect against the random map), coloured by verdict (Holm-corrected), the baselines'
     own raw rows in grey italics and the paper's difference as a black cross; one row of panels per
@@ -251,7 +252,8 @@ def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequenc
     metrics = list(dict.fromkeys(t.metric for t in tests))
     backbones = list(dict.fromkeys(t.backbone for t in tests))
     sizes = [max(len([t for t in tests if t.metric == m and t.backbone == b]) for b in backbones) for m in metrics]
-    fig, axes = plt.subplots(len(metrics), len(backbones), figsize=(BOOK_WIDTH, 0.75 * len(metrics) + 0.3 * sum(sizes) + 0.6),
+    fig, axes = plt.subplots(len(metrics), len(backbones),
+                             figsize=(BOOK_WIDTH, 0.75 * len(metrics) + 0.3 * sum(sizes) + 0.6),
                              squeeze=False, gridspec_kw={"height_ratios": [n + 1.5 for n in sizes]})
     offsets = np.linspace(0.18, -0.18, len(comparisons)) if len(comparisons) > 1 else [0.0]
     for (row, metric), (col, backbone) in ((r, c) for r in enumerate(metrics) for c in enumerate(backbones)):
@@ -265,15 +267,16 @@ def forest_plot(tests: Sequence, labels: Mapping[str, str], comparisons: Sequenc
                 tick.set_color("dimgray")
                 tick.set_fontstyle("italic")
         direction = group[0].direction if group else "up"
-        ax.set_title(f"{labels.get(backbone, backbone)}: {metric} ({'higher' if direction == 'up' else 'lower'} is better)",
-                     fontsize=9.5)
+        ax.set_title(f"{labels.get(backbone, backbone)}: {metric} "
+                     f"({'higher' if direction == 'up' else 'lower'} is better)", fontsize=9.5)
     for ax in axes[-1]:
         ax.set_xlabel("CA − GAP (points)", fontsize=9)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=v)
                for v, c in list(VERDICT_COLOURS.items())[:3]]
     handles += [plt.Line2D([], [], color="black", marker=COMPARISON_MARKERS[c], ls="", mfc="none",
-                           label={"raw": "raw", "vs_random": "map effect (− random's)", "vs_centre": "map effect (− centre's)",
-                                  "calibrated": "matched calibration"}[c]) for c in comparisons]
+                           label={"raw": "raw", "vs_random": "map effect (− random's)",
+                                  "vs_centre": "map effect (− centre's)", "calibrated": "matched calibration"}[c])
+                for c in comparisons]
     handles.append(plt.Line2D([], [], color="black", marker="x", ls="", label="paper (ImageNet)"))
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=8.5, frameon=False)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -311,7 +314,8 @@ def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:
     for ax in axes.ravel()[n:]:
         ax.set_axis_off()
     for ax, (name, record) in zip(axes.ravel(), records.items()):
-        for kind, style in (("raw", dict(color="tab:red", marker="o")), ("calibrated", dict(color="tab:blue", marker="s"))):
+        for kind, style in (("raw", dict(color="tab:red", marker="o")),
+                            ("calibrated", dict(color="tab:blue", marker="s"))):
             bins = record[f"reliability_{kind}"]
             keep = np.asarray(bins["count"]) > 0
             ax.plot(np.asarray(bins["confidence"])[keep], np.asarray(bins["accuracy"])[keep], ms=3, lw=1, **style,
@@ -337,7 +341,8 @@ def sanity_curves(checks: Sequence, labels: Mapping[str, str]) -> Figure:
     for ax, (backbone, pooling) in zip(axes[0], panels):
         for b, method, p, result in checks:
             if (b, p) == (backbone, pooling):
-                ax.plot(range(len(result.steps)), list(result.summary().values()), marker=".", lw=1, label=labels.get(method, method))
+                ax.plot(range(len(result.steps)), list(result.summary().values()), marker=".", lw=1,
+                        label=labels.get(method, method))
                 steps = result.steps
         ax.axhline(0.5, color="black", lw=0.7, ls=":")
         ax.set_xticks(range(len(steps)))

@@ -74,7 +74,8 @@ def evaluation_settings(profile: Profile) -> dict[str, Any]:
 def evaluation_key(profile: Profile, checkpoint_files: list[Path], weights: str | None = None) -> str:
     """Identity of one model's evaluation: :func:`evaluation_settings`, the checkpoints' bytes, the
     pretrained weights' digest and the code of :data:`EVAL_CODE`."""
-    return digest(evaluation_settings(profile), code_digest(*EVAL_CODE), weights, *[digest(p) for p in checkpoint_files])
+    return digest(evaluation_settings(profile), code_digest(*EVAL_CODE), weights,
+                  *[digest(p) for p in checkpoint_files])
 
 
 def code_keys(root: Path = PACKAGE_DIR, notebooks: Path = Path("notebooks")) -> dict[str, str]:

@@ -176,7 +176,8 @@ def compare(results: dict[str, Any], reference: dict[str, Any]) -> Reproduction:
             if key not in mine or metric not in mine[key]:
                 out.missing.append(what)
                 continue
-            out.metrics.append(Difference(what, mine[key][metric]["mean"], summary["mean"], summary["lo"], summary["hi"]))
+            out.metrics.append(Difference(what, mine[key][metric]["mean"], summary["mean"], summary["lo"],
+                                          summary["hi"]))
     accuracy = {_model(e): e["accuracy"] for e in results.get("accuracy", [])}
     for entry in ref.get("accuracy", []):
         name = _model(entry)
@@ -297,7 +298,8 @@ def evaluation_check(profile: Profile) -> list[dict[str, Any]] | None:
         diffs = [np.abs(again[f"{name}/{m}"].astype(np.float64) - stored[f"{name}/{m}"]).max() for m in SUBSET_METRICS]
         rows.append({"Model and method": name, "Images": len(stored[f"{name}/ad"]),
                      "Largest difference (points)": float(max(diffs)),
-                     "Identical": all(np.array_equal(again[f"{name}/{m}"], stored[f"{name}/{m}"]) for m in SUBSET_METRICS)})
+                     "Identical": all(np.array_equal(again[f"{name}/{m}"], stored[f"{name}/{m}"])
+                                      for m in SUBSET_METRICS)})
     return rows
 
 
@@ -309,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .config import CONFIG_FILE, load_profile
 
-    parser = argparse.ArgumentParser(prog="python -m ca_core.repro.reproduction", description=main.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ca_core.repro.reproduction",
+                                     description=main.__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default")
     parser.add_argument("--config", type=Path, default=CONFIG_FILE)
     args = parser.parse_args(argv)
@@ -337,8 +340,9 @@ def page_rows(compared: Reproduction, top: int = 12) -> dict[str, list[dict[str,
                  "p (Holm) reference": f"{v.p_reference:.3f}", "p (Holm) this run": f"{v.p_run:.3f}"} for v in rows]
 
     def differences(rows: list[Difference]) -> list[dict[str, Any]]:
-        return [{"Number": d.what, "Reference": f"{d.reference:.2f} [{d.lo:.2f}, {d.hi:.2f}]", "This run": f"{d.run:.2f}",
-                 "Difference": f"{d.diff:+.2f}", "Within": "yes" if d.within else "no"} for d in rows]
+        return [{"Number": d.what, "Reference": f"{d.reference:.2f} [{d.lo:.2f}, {d.hi:.2f}]",
+                 "This run": f"{d.run:.2f}", "Difference": f"{d.diff:+.2f}", "Within": "yes" if d.within else "no"}
+                for d in rows]
 
     largest = sorted(compared.metrics, key=lambda d: -abs(d.diff))[:top]
     return {"changed": verdicts(compared.changed), "near": verdicts(compared.near),

@@ -21,7 +21,8 @@ from .runs import load_calibration, load_extra, load_predictions, load_results
 SCHEMA = "ca_core.results/2"
 
 #: Per-image values summarised in results.json when present (``_cal``: at the fitted temperature).
-SUMMARISED = tuple(f"{k}{suffix}" for suffix in ("", "_cal") for k in paper.METRICS) + ("pointing", "pointing_tol", "energy")
+SUMMARISED = (tuple(f"{k}{suffix}" for suffix in ("", "_cal") for k in paper.METRICS)
+              + ("pointing", "pointing_tol", "energy"))
 
 #: Where the findings paragraph lands (the book's first page includes it).
 FINDINGS_FILE = Path("book/generated/findings.md")
@@ -47,7 +48,8 @@ def _model_entries(profile: Profile) -> tuple[list[dict[str, Any]], list[dict[st
                 continue
             res = load_results(profile, backbone, pooling, method, seed)
             results.append(model | {"method": method, "kind": METHODS[method].kind, "n_images": len(res["label"]),
-                                    "metrics": {k: summarize(res[k], cfg.n_boot, cfg.seed) for k in SUMMARISED if k in res}})
+                                    "metrics": {k: summarize(res[k], cfg.n_boot, cfg.seed)
+                                                for k in SUMMARISED if k in res}})
     return accuracy, calibration, results
 
 
@@ -69,8 +71,9 @@ def results_summary(profile: Profile) -> dict[str, Any]:
     sanity = [{"backbone": b, "method": m, "pooling": p, "steps": list(r.steps),
                "median_correlation": r.summary(), "passes": r.passes()}
               for b, m, p, r in sanity_checks(profile)]
-    summary = {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds, "settings": resolved_settings(profile),
-               "kept_stale": kept_stale(profile), "accuracy": accuracy, "calibration": calibration, "results": results,
+    summary = {"schema": SCHEMA, "profile": profile.name, "seeds": profile.seeds,
+               "settings": resolved_settings(profile), "kept_stale": kept_stale(profile), "accuracy": accuracy,
+               "calibration": calibration, "results": results,
                "claims": [t.as_dict() for t in claim_tests(profile)], "normalised": normalised_summary(profile),
                "road": _road(profile), "sanity": sanity,
                "regime": regime_check(profile), "targets": REGIME_TARGETS}

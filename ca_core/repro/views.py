@@ -166,7 +166,8 @@ def attention_table(profile: Profile) -> list[dict[str, Any]]:
     rows = []
     for backbone in profile.models:
         for r in attention_study(profile, backbone):
-            row = {"Backbone": backbone_label(profile, backbone), "Block": r["block"], "Tap": f"`{r['tap']}`", "Positions": r["positions"],
+            row = {"Backbone": backbone_label(profile, backbone), "Block": r["block"], "Tap": f"`{r['tap']}`",
+                   "Positions": r["positions"],
                    "Entropy": f"{r['entropy']:.2f}", "Entropy at init": f"{r['entropy_init']:.2f}",
                    "Max weight (uniform)": f"{r['max_weight']:.2f} ({r['uniform']:.3f})",
                    "Feature norm": f"{r['feature_norm']:.1f}", "Corr. with norm": f"{r['norm_correlation']:.2f}"}

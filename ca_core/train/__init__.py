@@ -296,7 +296,8 @@ def train(
         scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         log = state["log"]
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if size > 1 else model
+    net = (DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if size > 1
+           else model)
     stop = epochs if until_epoch is None else min(epochs, until_epoch)
     for epoch in range(len(log), stop):
         start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
@@ -315,7 +316,8 @@ def train(
             scaler.update()
             sched.step()
             real = float(weight > 0)  # a stand-in item counts nowhere
-            sums += real * torch.stack([loss_sum.detach(), (logits.argmax(1) == labels).sum(), torch.tensor(len(labels), device=device)])
+            sums += real * torch.stack([loss_sum.detach(), (logits.argmax(1) == labels).sum(),
+                                        torch.tensor(len(labels), device=device)])
         loss_sum, correct, seen = distributed.all_sum(sums).tolist()
         val = predict(model, val_set, cfg.eval_batch_size, cfg.num_workers, precision=cfg.precision)
         log.append({"stage": stage, "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -327,11 +329,12 @@ def train(
                                   "scaler": scaler.state_dict(), "rng": rng_states(), "log": log})
             if progress:
                 r = log[-1]
-                tqdm.write(f"{stage} epoch {r['epoch']}/{epochs}: loss {r['train_loss']:.4f} train {r['train_acc']:.2%} "
-                           f"val {r['val_acc']:.2%} ({r['time_s']:.1f} s)")
+                tqdm.write(f"{stage} epoch {r['epoch']}/{epochs}: loss {r['train_loss']:.4f} "
+                           f"train {r['train_acc']:.2%} val {r['val_acc']:.2%} ({r['time_s']:.1f} s)")
         distributed.barrier()
     model.eval()
     if len(log) == epochs and rank == 0 and not checkpoint_file(out_dir).is_file():
-        save_model(model, checkpoint_file(out_dir), extra={"stage": stage, "epochs": epochs, "val_acc": log[-1]["val_acc"]})
+        save_model(model, checkpoint_file(out_dir),
+                   extra={"stage": stage, "epochs": epochs, "val_acc": log[-1]["val_acc"]})
     distributed.barrier()
     return _result(stage, epochs, log)

@@ -1,6 +1,6 @@
 """The live explorer, driven from Python as a user drives it in Jupyter: choose an image, a method,
-upload a PNG. Its maps, scores and curves must change and equal ``explain``/``evaluate_maps`` on
-the same input."""
+a backbone, upload a PNG. Its maps, scores and curves must change and equal ``explain``/``evaluate_maps``
+on the same input. It opens on the real ImageNet CNN, which names an uploaded photo's classes."""
 from __future__ import annotations
 
 import io
@@ -12,9 +12,14 @@ import torch
 from PIL import Image
 
 from ca_core import build_model
+from ca_core.data import PhotosConfig, PhotosDataset
+from ca_core.data.photos import sample_photo
 from ca_core.metrics import evaluate_maps
-from ca_core.repro.live_explorer import SCORES, LiveExplorer
+from ca_core.models import data_config_of
+from ca_core.repro import live_explorer
+from ca_core.repro.live_explorer import NO_STREAM, REAL_BACKBONE, SCORES, Backbone, LiveExplorer, real_backbone
 from ca_core.saliency import explain
+from ca_core.weights import load_real_model
 from support import randomize
 
 SIZE, CLASSES = 56, 5
@@ -29,19 +34,32 @@ def dataset() -> list[tuple[torch.Tensor, int, torch.Tensor]]:
 
 
 @pytest.fixture()
-def explorer(dataset) -> LiveExplorer:
+def mini(dataset) -> Backbone:
     torch.manual_seed(0)
-    models = {"resnet_mini": {p: randomize(build_model("resnet_mini", p, num_classes=CLASSES)) for p in ("gap", "ca")}}
-    return LiveExplorer(models, dataset, [f"class {i}" for i in range(CLASSES)],
-                        ["gradcam", "attention", "scorecam"], {"scorecam": {"batch_size": 64}}, batch_size=16)
+    models = {p: randomize(build_model("resnet_mini", p, num_classes=CLASSES)) for p in ("gap", "ca")}
+    return Backbone(models, dataset, [f"class {i}" for i in range(CLASSES)])
 
 
-def expected(explorer: LiveExplorer, pooling: str, x: torch.Tensor, target: int, mask: torch.Tensor | None) -> dict:
+@pytest.fixture()
+def explorer(mini) -> LiveExplorer:
+    return LiveExplorer({"resnet_mini": mini}, ["gradcam", "attention", "scorecam"], {"scorecam": {"batch_size": 64}},
+                        batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory) -> Backbone:
+    return real_backbone(load_real_model(root=tmp_path_factory.mktemp("weights")))
+
+
+def expected(explorer: LiveExplorer, pooling: str, x: torch.Tensor, target: int, mask: torch.Tensor | None,
+             backbone: str = "resnet_mini") -> dict:
     """What the library computes for one image, one pooling, the explorer's method."""
-    model = explorer.models["resnet_mini"][pooling]
+    model = explorer.backbones[backbone].models[pooling]
     targets = torch.tensor([target])
-    maps = explain(model, x[None], explorer.method.value, targets=targets, **explorer.options.get(explorer.method.value, {}))
-    values = evaluate_maps(model, x[None], maps, targets, batch_size=16, masks=None if mask is None else mask[None])
+    method = explorer.method.value
+    maps = explain(model, x[None], method, targets=targets, **explorer.options.get(method, {}))
+    values = evaluate_maps(model, x[None], maps, targets, batch_size=explorer.batch_size,
+                           masks=None if mask is None else mask[None])
     return {"map": maps[0].numpy(), "scores": {k: float(values[k][0]) for k in SCORES if k in values},
             "curves": {k: values[f"{k}_curve"][0].numpy() for k in ("insertion", "deletion")}}
 
@@ -79,17 +97,21 @@ def test_choosing_a_method_recomputes_and_raw_attention_has_no_gap_map(explorer,
         assert_matches(explorer.result[pooling], expected(explorer, pooling, *dataset[0]))
 
 
+def upload(explorer: LiveExplorer, name: str, data: bytes) -> None:
+    """What the upload button does with a file."""
+    explorer.upload.value = ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+                              "last_modified": datetime.now(timezone.utc)},)
+
+
 def test_an_uploaded_png_is_explained_for_the_gap_models_prediction(explorer):
     pixels = (np.random.default_rng(0).random((40, 30, 3)) * 255).astype(np.uint8)  # another size: resized
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     before = explorer.view.value
-    explorer.upload.value = ({"name": "mine.png", "type": "image/png", "size": len(buf.getvalue()),
-                              "content": memoryview(buf.getvalue()),
-                              "last_modified": datetime.now(timezone.utc)},)
-    x = explorer.load_upload(buf.getvalue())
+    upload(explorer, "mine.png", buf.getvalue())
+    x = explorer.model_input(explorer.read_upload(buf.getvalue()))
     assert x.shape == (3, SIZE, SIZE) and explorer.uploaded is not None
-    target = int(explorer.models["resnet_mini"]["gap"](x[None]).argmax(1))
+    target = int(explorer.backbones["resnet_mini"].models["gap"](x[None]).argmax(1))
     assert explorer.target == target and "your image" in explorer.status.value
     assert explorer.view.value != before
     for pooling in ("gap", "ca"):
@@ -101,16 +123,45 @@ def test_an_uploaded_png_is_explained_for_the_gap_models_prediction(explorer):
 
 def test_an_unreadable_upload_and_an_unknown_method_are_clear_errors(explorer, dataset):
     with pytest.raises(ValueError, match="not an image"):
-        explorer.load_upload(b"not a picture")
+        explorer.read_upload(b"not a picture")
     buf = io.BytesIO()
     Image.fromarray(np.zeros((40, 40, 3), np.uint8) + 90).save(buf, format="PNG")
     truncated = buf.getvalue()[: len(buf.getvalue()) // 2]
     with pytest.raises(ValueError, match="damaged or truncated"):
-        explorer.load_upload(truncated)
+        explorer.read_upload(truncated)
     before = explorer.view.value
-    explorer.upload.value = ({"name": "cut.png", "type": "image/png", "size": len(truncated),
-                              "content": memoryview(truncated), "last_modified": datetime.now(timezone.utc)},)
+    upload(explorer, "cut.png", truncated)
     assert "cut.png" in explorer.status.value and "truncated" in explorer.status.value  # said, no traceback
     assert explorer.view.value == before
     with pytest.raises(ValueError, match="unknown saliency methods"):
-        LiveExplorer(explorer.models, dataset, ["a"] * CLASSES, ["gradcam", "nope"])
+        LiveExplorer(explorer.backbones, ["gradcam", "nope"])
+
+
+def test_it_opens_on_the_real_imagenet_cnn_which_names_an_uploaded_photo(real, mini, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(live_explorer, "explorer_image", lambda *args: drawn.append(args) or b"png")
+    explorer = LiveExplorer({REAL_BACKBONE: real, "resnet_mini": mini}, ["gradcam", "attention"], batch_size=64)
+    assert explorer.backbone.value == REAL_BACKBONE and explorer.index.description == "photo"
+    assert "photo #0 (chelsea): predicted Egyptian cat" in explorer.status.value and explorer.target == 285
+    assert explorer.top.value.startswith("top classes (GAP model): Egyptian cat <b>77.")
+    assert explorer.result["ca"] is None and drawn[-1][-1] == {"ca": NO_STREAM}  # the CA panel says why it is empty
+    assert "GAP" in explorer.scores.value and "CA" not in explorer.scores.value
+    photos = PhotosDataset(PhotosConfig(), data_config_of(real.models["gap"]))
+    shown = torch.from_numpy(drawn[-1][0])
+    torch.testing.assert_close(shown, (photos[0][0] * 0.5 + 0.5).permute(1, 2, 0))  # true colours
+
+    upload(explorer, "coffee.png", sample_photo("coffee").read_bytes())
+    x = photos[1][0]  # the upload is the photo as the photos page reads it: 224 px, bicubic, mean = std = 0.5
+    torch.testing.assert_close(explorer.model_input(explorer.uploaded), x, rtol=0, atol=0)
+    assert explorer.target == 967 and "your image: predicted espresso" in explorer.status.value
+    names = [name.split(" <b>")[0] for name in explorer.top.value.split(": ", 1)[1].split(" · ")]
+    assert names[:3] == ["espresso", "cup", "coffee mug"] and len(names) == 5
+    assert_matches(explorer.result["gap"], expected(explorer, "gap", x, 967, None, REAL_BACKBONE))
+
+    explorer.index.value = 4  # choosing a photo again leaves the upload
+    assert explorer.uploaded is None and explorer.target == 665 and "(motorcycle_left)" in explorer.status.value
+    explorer.backbone.value = "resnet_mini"  # the run's models, one choice away, on their test images
+    assert explorer.index.description == "test image" and explorer.index.max == explorer.index.value == 2
+    assert explorer.target == mini.images[2][1] and "test image #2: class" in explorer.status.value
+    assert explorer.result["ca"] is not None and drawn[-1][-1] == {} and "CA" in explorer.scores.value
+    assert explorer.top.value.count("%") == CLASSES

@@ -195,19 +195,22 @@ EXPLORER_COLOURS = 128
 
 
 def explorer_image(rgb: np.ndarray, mask: np.ndarray | None, maps: Mapping[str, np.ndarray | None],
-                   curves: Mapping[str, Mapping[str, np.ndarray] | None], title: str) -> bytes:
+                   curves: Mapping[str, Mapping[str, np.ndarray] | None], title: str,
+                   notes: Mapping[str, str] | None = None) -> bytes:
     """One explorer view as PNG bytes: the GAP and CA overlays side by side (224 px each, mask
     outlined) and the image's insertion/deletion curves for both, GAP dashed and CA solid.
 
     ``maps`` and ``curves`` are keyed by pooling (``"gap"``, ``"ca"``); ``None`` where the pooling
-    has no such map.
+    has no such map. The panel of a pooling without a map says why: ``notes[pooling]``, by default
+    "no map under" the pooling.
     """
     fig, axes = plt.subplots(1, 3, figsize=(9.2, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.3]})
     for ax, pooling in zip(axes[:2], ("gap", "ca")):
         smap = maps.get(pooling)
         show_overlay(ax, rgb, smap, f"{title} · {pooling.upper()}", mask=mask)
         if smap is None:
-            ax.text(0.5, 0.5, f"no map\nunder {pooling.upper()}", transform=ax.transAxes, ha="center",
+            note = (notes or {}).get(pooling, f"no map\nunder {pooling.upper()}")
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center",
                     va="center", color="white", fontsize=11, bbox={"facecolor": "black", "alpha": 0.6})
     right = axes[2]
     for pooling in ("gap", "ca"):

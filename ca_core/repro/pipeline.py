@@ -29,7 +29,8 @@ from .config import CONFIG_FILE, ConfigError, Profile, load_profile, read_config
 from .lock import LockError, run_lock
 from .runs import artefacts_digest, timings_path
 
-STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction")
+STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction",
+         "07_real_photos")
 #: The run artefacts (:data:`ca_core.repro.runs.ARTEFACTS`) each step reads besides its settings and
 #: code: a step re-runs when their keys changed (a stage retrained under new code), and only then.
 #: ``"steps"``: the keys of the steps before it (the reproduction page lists them).

@@ -306,7 +306,7 @@ def run(
     """
     root = Path(config).resolve().parent
     resolved = load_profile(profile, config)  # validate everything (and the data paths) before any work
-    with run_lock(root / resolved.run_dir):  # one run of a profile at a time
+    with run_lock(resolved.run_dir):  # one run of a profile at a time
         return _run(profile, resolved, force, book, config, root, steps, log)
 
 
@@ -314,7 +314,7 @@ def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path,
          steps: tuple[str, ...], log) -> dict[str, Any]:
     """:func:`run`'s steps, under the profile's lock."""
     settings = read_config(config)["profiles"][profile]
-    run_dir, train_run_dir = root / resolved.run_dir, root / resolved.train_run_dir
+    run_dir, train_run_dir = resolved.run_dir, resolved.train_run_dir
     timings = Timings(timings_path(run_dir))
     timings.start()
     keys, done = step_keys(profile, config, steps), {}
@@ -333,7 +333,8 @@ def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path,
         start = time.perf_counter()
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
-        key = run_key(keys[step], run_dir, step, done, train_run_dir)  # with what the step itself wrote (a stage it trained)
+        # with what the step itself wrote (a stage it trained)
+        key = run_key(keys[step], run_dir, step, done, train_run_dir)
         write_json(stamp_path(output), {"key": key, "code_key": keys[step], "profile": profile,
                                         "commit": git_commit(root)})
         timings.record(step, seconds, ran=True, key=key)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ca_core.repro.pipeline import stale_steps, stamp_path, step_keys
+from ca_core.repro.pipeline import STEPS, stale_steps, stamp_path, step_keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def build(root: Path) -> str:
     return result.stdout + result.stderr
 
 
-GENERATED = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction")
+GENERATED = STEPS  # every executed notebook of the pipeline is a page
 
 
 def pages(root: Path) -> dict[str, str]:

@@ -114,6 +114,11 @@ class Profile:
         """A path of the profile's settings (data, local weights), relative to :attr:`root` unless absolute."""
         return self.root / value
 
+    def shown(self, path: Path) -> str:
+        """``path`` as the book shows it: relative to :attr:`root` when below it (no machine's folders)."""
+        path = Path(path)
+        return (path.relative_to(self.root) if path.is_relative_to(self.root) else path).as_posix()
+
     @property
     def num_classes(self) -> int:
         """Width of the models' classifier (the data's classes, unless the models come from another profile)."""

@@ -207,7 +207,7 @@ def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None,
     last = log[-1] if log else {}
     result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
     weights = profile.pretrained_for(backbone) if stage == "gap" else None
-    name = stage.upper() + (f" (pretrained: {weights.parent})" if isinstance(weights, Path) else "")  # as log_path
+    name = stage.upper() + (f" (pretrained: {profile.shown(weights.parent)})" if isinstance(weights, Path) else "")
     return {"Backbone": backbone, "Stage": name,
             "Seed": seed if seed is not None else profile.train.for_backbone(backbone).seed, **_result_cells(result)}
 

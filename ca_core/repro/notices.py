@@ -39,8 +39,9 @@ def source_notice(profile: Profile) -> str:
     explained = ("the models' own predictions (the data's classes are not theirs), so no accuracy is reported"
                  if not profile.labelled else "the data's labels")
     return (f"**Models of profile `{profile.models_from}`.** This profile trains nothing: it shows the GAP and "
-            f"CA models trained by profile `{profile.models_from}` (`{profile.train_run_dir}/train/`) on "
-            f"its own {profile.data_kind} images. The maps and metrics explain {explained}.")
+            f"CA models trained by profile `{profile.models_from}` "
+            f"(`{profile.shown(profile.train_run_dir)}/train/`) on its own {profile.data_kind} images. "
+            f"The maps and metrics explain {explained}.")
 
 
 def show_notices(profile: Profile) -> None:

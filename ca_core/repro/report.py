@@ -131,7 +131,7 @@ def results_inventory(profile: Profile) -> list[Row]:
         folder = model_dir(profile, backbone, pooling) / method
         rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
                      "Images": len(res["label"]), "Per-image values": ", ".join(k for k in res if k != "index"),
-                     "Folder": f"`{folder}`"})
+                     "Folder": f"`{profile.shown(folder)}`"})
     return rows
 
 

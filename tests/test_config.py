@@ -194,3 +194,14 @@ def test_settings_dataclasses_raise_field_errors_with_their_messages(cls, values
 def test_real_data_settings_live_in_the_library():
     assert config.DATA_KINDS == {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data}
     assert FolderData.__module__ == Mit67Data.__module__ == "ca_core.data.folders"
+
+
+def test_keep_stale_refuses_a_stage_the_profile_does_not_train(raw):
+    """A pretrained backbone has no GAP stage to keep (README's old example `resnet50/gap` for the
+    ImageNet profile); an ablation's stream is a stage."""
+    settings = copy.deepcopy(raw["profiles"]["default"])
+    settings["keep_stale"] = ["resnet_mini/gap"]  # the default's backbones are pretrained (data/backbones/)
+    with pytest.raises(ConfigError, match=r"'resnet_mini/gap' is not a training stage of this profile"):
+        parse_profile("default", settings, check_paths=False)
+    settings["keep_stale"] = ["convnext_mini/ca-convnext_no_label_smoothing", "resnet_mini/ca-seed2"]
+    assert parse_profile("default", settings, check_paths=False).keep_stale == settings["keep_stale"]

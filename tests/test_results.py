@@ -11,7 +11,7 @@ import torch
 from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.evaluation import EvalConfig, evaluate_model
-from ca_core.repro import report, runs, summary as run_summary
+from ca_core.repro import regime, runs, summary as run_summary
 from ca_core.repro.claims import Verdict
 from ca_core.repro.config import Profile
 from ca_core.train import TrainConfig
@@ -40,10 +40,10 @@ def run(tmp_path_factory):
     summary = run_summary.results_summary(profile)
     path = run_summary.write_results(profile)
     written = json.loads(path.read_text())
-    regime = report.regime_check(profile)
+    checked = regime.regime_check(profile)
     expected = {m: runs.load_results(profile, "resnet_mini", "gap", m) for m in ("gradcam", "centre")}
     predictions = runs.load_predictions(profile, "resnet_mini", "gap")
-    return dict(profile=profile, summary=summary, written=written, regime=regime, expected=expected,
+    return dict(profile=profile, summary=summary, written=written, regime=checked, expected=expected,
                 predictions=predictions)
 
 
@@ -200,7 +200,7 @@ def test_regime_check_is_computed_from_the_saved_results(run):
     energy_gain = 100 * (cam["energy"] - centre["energy"]).mean()
     assert row["gradcam_energy"] - row["centre_energy"] == pytest.approx(energy_gain)
     assert row["gap_accuracy"] == pytest.approx(100 * run["predictions"]["correct"].mean())
-    t = report.REGIME_TARGETS
+    t = regime.REGIME_TARGETS
     assert row["ok"]["pointing"] == (row["gradcam_pointing"] >= t["pointing"])
     assert row["ok"]["energy_over_centre"] == (row["gradcam_energy"] - row["centre_energy"] >= t["energy_over_centre"])
     assert row["ok"]["gap_accuracy"] == (row["gap_accuracy"] >= 90) and isinstance(row["ok"]["ca_accuracy_drop"], bool)

@@ -28,7 +28,7 @@ PROFILE = {
 
 def results(profile) -> dict[tuple, dict[str, np.ndarray]]:
     out = {}
-    for backbone, method, pooling in experiment.settings(profile):
+    for backbone, method, pooling in experiment.evaluated_cells(profile):
         for seed in (profile.seeds if pooling == "ca" else [None]):
             out[(method, pooling, seed)] = runs.load_results(profile, backbone, pooling, method, seed)
     return out

@@ -86,7 +86,7 @@ def describe_data(profile: Profile, sets: dict[str, Dataset]) -> str:
 # Models and training
 
 
-def settings(profile: Profile) -> Iterator[tuple[str, str, str]]:
+def evaluated_cells(profile: Profile) -> Iterator[tuple[str, str, str]]:
     """Every evaluated ``(backbone, method, pooling)``, in the order of the paper's Table 1."""
     for backbone in profile.models:
         for method in profile.eval.methods:
@@ -100,7 +100,7 @@ def evaluated_seeds(profile: Profile, method: str) -> list[int]:
     return [s for i, s in enumerate(profile.seeds) if method in methods_for("ca", profile.eval, extra_seed=i > 0)]
 
 
-def models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
+def trained_models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
     """Every trained ``(backbone, pooling, seed)``: the GAP model, then a CA stream per seed."""
     for backbone in profile.models:
         yield backbone, "gap", None
@@ -150,7 +150,7 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
         return trained_elsewhere(profile)
     sets = datasets(profile, ("train", "val"))
     rows = []
-    for backbone, stage, seed in models(profile):
+    for backbone, stage, seed in trained_models(profile):
         pretrained = profile.pretrained_for(backbone)
         if stage == "gap" and pretrained:
             if log_path(profile, backbone, stage).is_file():  # local weights with their training log
@@ -188,7 +188,7 @@ def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
     """The rows of :func:`train_all` for the models of ``profile.models_from``, from their training logs;
     a :class:`FileNotFoundError` naming the command to run when one of them is not trained yet."""
     rows = []
-    for backbone, stage, seed in models(profile):
+    for backbone, stage, seed in trained_models(profile):
         if stage == "gap" and profile.pretrained_for(backbone):
             continue
         path = checkpoint_path(profile, backbone, stage, seed)
@@ -269,7 +269,7 @@ def evaluate_all(profile: Profile, progress: bool = True) -> Path:
     cfg = profile.eval
     sets = datasets(profile, ("val", "test"))
     test = sets["test"]
-    for backbone, pooling, seed in models(profile):
+    for backbone, pooling, seed in trained_models(profile):
         model = load_trained(profile, backbone, pooling, seed)
         key = evaluation_key(profile, checkpoints(profile, backbone, pooling, seed),
                              weights_digest(profile, backbone, model))

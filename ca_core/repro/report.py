@@ -1,4 +1,8 @@
-"""Tables of a run beside the paper's: accuracy, interpretability (Table 1 form), claims, localisation.
+"""Tables of a run's results beside the paper's: accuracy, interpretability (Table 1 form),
+localisation, and the map-or-model evidence (calibration, normalised curves, ROAD, the sanity check,
+the paper's confidence signature, the ablation). The claims live in :mod:`ca_core.repro.claims`, the
+regime check in :mod:`ca_core.repro.regime`, the reproduction-setup tables in
+:mod:`ca_core.repro.setup_tables`.
 
 Each table is a list of row dicts (the data, for tests and further use) rendered by
 :func:`markdown_table`. Values are percent with bootstrap 95% confidence intervals
@@ -7,34 +11,20 @@ Each table is a list of row dicts (the data, for tests and further use) rendered
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
-import sys
-import time
-from dataclasses import asdict, fields, is_dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Subset
 
-from ..evaluation import method_options, methods_for
-from ..prediction import predict
-from ..metrics import SanityResult, crossed_test, evaluate_maps, paired_test, pearson, summarize
+from ..evaluation import methods_for
+from ..metrics import SanityResult, crossed_test, paired_test, summarize
 from ..models import POOLINGS
-from ..saliency import explain
 from . import paper
 from .notices import backbone_label
-from .config import CONFIG_FILE, Profile
-from .experiment import ablations, eval_split, load_trained, models, settings
-from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
-from .runs import artefacts, load_calibration, load_extra, load_predictions, load_results, model_dir, timings_path
+from .config import Profile
+from .experiment import ablations, evaluated_cells, trained_models
+from .runs import load_calibration, load_extra, load_predictions, load_results, model_dir
 
 Row = dict[str, Any]
-
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -92,7 +82,7 @@ def interpretability_table(profile: Profile) -> list[Row]:
     """Table 1 of the paper for this run: per backbone x method x pooling, each metric's mean
     [95% CI], followed by the paper's row of the same family where it has one."""
     cfg, rows, failures = profile.eval, [], sanity_failures(profile)
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_results(profile, backbone, pooling, method)
         head = {"Backbone": backbone_label(profile, backbone),
                 "Method": method_label(backbone, method, pooling, failures),
@@ -111,7 +101,7 @@ def localisation_table(profile: Profile) -> list[Row]:
     """Pointing game (without and with the usual margin, 15 px at 224 px scaled) and energy inside the
     ground-truth masks (%), per backbone x method x pooling."""
     cfg, rows, failures = profile.eval, [], sanity_failures(profile)
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_results(profile, backbone, pooling, method)
         if "pointing" not in res:
             return []  # data without masks (ImageNet): no localisation table
@@ -126,207 +116,12 @@ def localisation_table(profile: Profile) -> list[Row]:
 def results_inventory(profile: Profile) -> list[Row]:
     """What the evaluation saved: one row per backbone x pooling x method, with its image count and folder."""
     rows = []
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_results(profile, backbone, pooling, method)
         folder = model_dir(profile, backbone, pooling) / method
         rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
                      "Images": len(res["label"]), "Per-image values": ", ".join(k for k in res if k != "index"),
                      "Folder": f"`{profile.shown(folder)}`"})
-    return rows
-
-
-def resolved_settings(profile: Profile) -> dict[str, Any]:
-    """The profile with every default filled in, as plain JSON-able data: what this run used."""
-    resolved = {"description": profile.description, "models": profile.models, "pretrained": profile.pretrained,
-                "seeds": profile.seeds, "models_from": profile.models_from,
-                "data": {"kind": profile.data_kind, **asdict(profile.data)},
-                "train": asdict(profile.train), "eval": asdict(profile.eval)}
-    return json.loads(json.dumps(resolved, default=str))
-
-
-def seeds_table(profile: Profile) -> list[Row]:
-    """Every ``seed`` field of the profile's sections (data generation, training, bootstrap) and
-    the CA stream's training seeds."""
-    rows = [{"Section": "profile", "Key": "seeds (CA stream)", "Value": ", ".join(map(str, profile.seeds))}]
-    for section in ("data", "train", "eval"):
-        obj = getattr(profile, section)
-        for f in fields(obj) if is_dataclass(obj) else ():
-            if f.name == "seed" or f.name.endswith("_seed"):
-                rows.append({"Section": section, "Key": f.name, "Value": getattr(obj, f.name)})
-    return rows
-
-
-def environment() -> list[Row]:
-    """Versions and hardware of this run, for the reproduction-setup page."""
-    import timm
-    import torch
-
-    from .. import __version__
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU)"
-    items = {
-        "ca_core": __version__, "Python": sys.version.split()[0], "PyTorch": torch.__version__,
-        "timm": timm.__version__, "NumPy": np.__version__, "Platform": platform.platform(),
-        "CPU": platform.processor() or platform.machine(), "CPU cores": os.cpu_count(),
-        "Torch threads": torch.get_num_threads(), "GPU": device,
-    }
-    return [{"Item": k, "Value": v} for k, v in items.items()]
-
-
-def provenance_table(profile: Profile, config: Path = CONFIG_FILE) -> list[Row]:
-    """Per pipeline step: the key of the code and settings it ran with (:func:`pipeline.step_keys`)
-    and the commit it was executed from (the current one for a step still running)."""
-    root = Path(config).resolve().parent
-    current = git_commit(root) or "not a git checkout"
-    rows = []
-    for step, key in step_keys(profile.name, config).items():
-        try:
-            stamp = json.loads(stamp_path(root / OUTPUT_DIR / f"{step}.ipynb").read_text())
-        except (OSError, ValueError):
-            stamp = {}
-        rows.append({"Step": step, "Key (code + settings)": f"`{key[:16]}`",
-                     "Executed from commit": f"`{stamp.get('commit') or current}`",
-                     "Stamp matches": "yes" if stamp.get("code_key") == key else "running now" if not stamp else "no"})
-    return rows
-
-
-def artefacts_table(profile: Profile) -> list[Row]:
-    """Every keyed artefact of the run folder (:func:`runs.artefacts`): training stages and completed
-    evaluations, each with its key and whether this pipeline run made it or reused it."""
-    path = timings_path(profile.run_dir)
-    started = json.loads(path.read_text()).get("started") if path.is_file() else None
-    since = datetime.fromisoformat(started).timestamp() if started else float("inf")
-    kinds = {"train": "training stage", "eval": "evaluation (method)"}
-    source = profile.models_from
-
-    def status(a: dict[str, Any]) -> str:
-        if a.get("kept_stale"):
-            return "kept stale (keep_stale)"
-        if source and a["kind"] == "train":
-            return f"from profile {source}" if a["done"] else "unfinished"
-        return ("made" if a["written"] >= since else "reused") if a["done"] else "unfinished"
-
-    return [{"Artefact": f"`{f'runs/{source}/' if source and a['kind'] == 'train' else ''}{a['path']}`",
-             "Kind": kinds[a["kind"]], "Key": f"`{(a['key'] or '–')[:16]}`", "This run": status(a)}
-            for a in artefacts(profile.run_dir, train_run_dir=profile.train_run_dir)]
-
-
-def timings_table(path: Path) -> list[Row]:
-    """The measured time of each pipeline step from ``runs/<profile>/timings.json``."""
-    if not Path(path).is_file():
-        return []
-    steps = json.loads(Path(path).read_text())["steps"]
-    return [{"Step": name, "Seconds": s.get("seconds"), "Status": s.get("status"), "Measured at": s.get("at")}
-            for name, s in steps.items()]
-
-
-# ---------------------------------------------------------------------------------------------
-# The regime check, the stream's attention, and the machine-readable summary
-
-#: What the embedded experiment must show before its CAM comparisons mean anything (issue targets):
-#: Grad-CAM on the GAP model localises (pointing game with the usual margin), beats the centre prior
-#: by a margin in pointing and in energy, and the models are accurate.
-REGIME_TARGETS = {"pointing": 80.0, "pointing_over_centre": 20.0, "energy_over_centre": 10.0,
-                  "gap_accuracy": 90.0, "ca_accuracy_drop": 2.0}
-
-
-def regime_check(profile: Profile) -> list[dict[str, Any]]:
-    """Per backbone, the regime's preconditions measured on this run, each with ``ok``.
-
-    Needs the ``gradcam`` and ``centre`` methods, data with masks and labels; otherwise empty.
-    """
-    if not {"gradcam", "centre"} <= set(profile.eval.methods) or not profile.labelled:
-        return []
-    rows = []
-    for backbone in profile.models:
-        cam, centre = (load_results(profile, backbone, "gap", m) for m in ("gradcam", "centre"))
-        if "pointing_tol" not in cam:
-            return []
-        n = min(len(cam["label"]), len(centre["label"]))
-        pg, pg_centre = 100 * cam["pointing_tol"][:n].mean(), 100 * centre["pointing_tol"][:n].mean()
-        en, en_centre = 100 * cam["energy"][:n].mean(), 100 * centre["energy"][:n].mean()
-        gap_acc = 100 * load_predictions(profile, backbone, "gap")["correct"].mean()
-        ca_acc = [100 * load_predictions(profile, backbone, "ca", s)["correct"].mean() for s in profile.seeds]
-        t = REGIME_TARGETS
-        rows.append({
-            "backbone": backbone, "n_images": n,
-            "gradcam_pointing": float(pg), "centre_pointing": float(pg_centre),
-            "gradcam_energy": float(en), "centre_energy": float(en_centre),
-            "gap_accuracy": float(gap_acc), "ca_accuracy_min": float(min(ca_acc)),
-            "ok": {"pointing": bool(pg >= t["pointing"]),
-                   "pointing_over_centre": bool(pg - pg_centre >= t["pointing_over_centre"]),
-                   "energy_over_centre": bool(en - en_centre >= t["energy_over_centre"]),
-                   "gap_accuracy": bool(gap_acc >= t["gap_accuracy"]),
-                   "ca_accuracy_drop": bool(gap_acc - min(ca_acc) <= t["ca_accuracy_drop"])},
-        })
-    return rows
-
-
-def regime_table(profile: Profile) -> list[Row]:
-    """:func:`regime_check` as table rows: each measured value with its target and a tick."""
-    rows = []
-    for r in regime_check(profile):
-        t, ok = REGIME_TARGETS, r["ok"]
-        mark = lambda passed: "✓" if passed else "✗"  # noqa: E731
-        rows.append({
-            "Backbone": backbone_label(profile, r["backbone"]), "Images": r["n_images"],
-            f"Grad-CAM pointing ≥ {t['pointing']:.0f}": f"{r['gradcam_pointing']:.1f} {mark(ok['pointing'])}",
-            f"− centre ≥ {t['pointing_over_centre']:.0f}":
-                f"{r['gradcam_pointing'] - r['centre_pointing']:.1f} {mark(ok['pointing_over_centre'])}",
-            f"Energy − centre ≥ {t['energy_over_centre']:.0f}":
-                f"{r['gradcam_energy'] - r['centre_energy']:.1f} {mark(ok['energy_over_centre'])}",
-            f"GAP acc. ≥ {t['gap_accuracy']:.0f}": f"{r['gap_accuracy']:.1f} {mark(ok['gap_accuracy'])}",
-            f"CA drop ≤ {t['ca_accuracy_drop']:.0f}":
-                f"{r['gap_accuracy'] - r['ca_accuracy_min']:.1f} {mark(ok['ca_accuracy_drop'])}",
-        })
-    return rows
-
-
-def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_costly: int = 1,
-                       n_accuracy: int = 100) -> list[Row]:
-    """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
-
-    Per backbone x pooling x method, on the first ``n`` test images (``n_costly`` for Score-CAM and
-    Opti-CAM, hundreds of forward passes per image): the smallest and the median per-image
-    correlation of the maps with float32's, and the largest change of a metric's mean (points, the
-    metrics of float32's maps scored at ``precision``) and the time of the maps at ``precision`` over
-    float32's on this machine; per model, the change of the accuracy on the first ``n_accuracy``
-    test images. This is the evidence for choosing ``precision`` per step in a profile.
-    """
-    test, evaluated = eval_split(profile), set(settings(profile))
-    batch = [test[i] for i in range(min(n, len(test)))]
-    images, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
-    cfg, rows = profile.eval, []
-    for backbone in profile.models:
-        for pooling in POOLINGS:
-            model = load_trained(profile, backbone, pooling)
-            x, y = images.to(next(model.parameters()).device), labels.to(next(model.parameters()).device)
-            subset = Subset(test, range(min(n_accuracy, len(test))))
-            accs = {p: 100 * predict(model, subset, cfg.batch_size, precision=p)["correct"].float().mean().item()
-                    for p in ("fp32", precision)} if profile.labelled else None
-            if not profile.labelled:  # the data's labels are not the model's classes: explain its predictions
-                with torch.no_grad():
-                    y = model(x).argmax(1)
-            for method in cfg.methods:
-                if (backbone, method, pooling) not in evaluated:
-                    continue
-                options = method_options(method, cfg)
-                k = n_costly if method in ("scorecam", "opticam") else len(x)
-                maps, seconds = {}, {}
-                for p in ("fp32", precision):
-                    start = time.perf_counter()
-                    maps[p] = explain(model, x[:k], method, targets=y[:k], **{**options, "precision": p})
-                    seconds[p] = time.perf_counter() - start
-                corr = torch.from_numpy(pearson(maps["fp32"], maps[precision]))  # per image
-                scores = {p: evaluate_maps(model, x[:k], maps["fp32"], y[:k], protocol=cfg.protocol,
-                                           batch_size=cfg.batch_size, precision=p) for p in ("fp32", precision)}
-                shift = max(abs(100 * (scores[precision][k].mean() - scores["fp32"][k].mean()).item())
-                            for k in paper.METRICS)
-                rows.append({"Backbone": backbone, "Pooling": pooling.upper(), "Method": paper.METHOD_LABELS[method],
-                             "Images": k, "Map corr. (min)": f"{corr.min():.4f}",
-                             "Map corr. (median)": f"{corr.median():.4f}", "Max metric shift (points)": f"{shift:.2f}",
-                             f"Time {precision} / fp32": f"{seconds[precision] / seconds['fp32']:.2f}",
-                             "Accuracy shift (points)": f"{accs[precision] - accs['fp32']:+.2f}" if accs else None})
     return rows
 
 
@@ -338,7 +133,7 @@ def calibration_table(profile: Profile) -> list[Row]:
     """Per trained model: the temperature fitted on the validation split and, on the test split,
     accuracy, mean confidence, NLL and ECE (15 bins), raw → at the fitted temperature."""
     rows = []
-    for backbone, pooling, seed in models(profile):
+    for backbone, pooling, seed in trained_models(profile):
         record = load_calibration(profile, backbone, pooling, seed)
         if record is None:
             continue
@@ -365,7 +160,7 @@ def normalised_summary(profile: Profile) -> list[dict[str, Any]]:
     correctly (without labels: every image); ``None`` where there is no such image.
     """
     cfg, out = profile.eval, []
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_results(profile, backbone, pooling, method)
         keep = np.ones(len(res["index"]), dtype=bool)
         if profile.labelled:
@@ -392,7 +187,7 @@ def road_table(profile: Profile) -> list[Row]:
     (lower is better), least-relevant-first (higher is better) and combined, averaged over the
     percentiles 10..90, in points of probability change, mean [95 % CI]."""
     cfg, rows, failures = profile.eval, [], sanity_failures(profile)
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_extra(profile, backbone, pooling, method, "road")
         if res is None:
             continue
@@ -408,7 +203,7 @@ def road_table(profile: Profile) -> list[Row]:
 def sanity_checks(profile: Profile) -> list[tuple[str, str, str, SanityResult]]:
     """Every saved parameter randomisation check: (backbone, method, pooling, result)."""
     out = []
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_extra(profile, backbone, pooling, method, "sanity")
         if res is not None:
             out.append((backbone, method, pooling,

@@ -30,7 +30,7 @@ from ..utils import progress_bar, write_json
 from .report import show
 from .claims import ALPHA
 from .config import Profile
-from .experiment import ablations, eval_split, models
+from .experiment import ablations, eval_split, trained_models
 from .pipeline import REFERENCE_DIR, git_commit
 from .runs import checkpoint_path, variant
 
@@ -242,7 +242,8 @@ def checkpoint_dir(profile: str, root: Path = Path(".")) -> Path:
 
 def reference_models(profile: Profile) -> list[tuple[str, str, int | None, str | None]]:
     """Every trained model of the profile: ``(backbone, pooling, seed, ablation)``."""
-    return [(b, p, s, None) for b, p, s in models(profile)] + [(b, "ca", None, a) for b, a in ablations(profile)]
+    return ([(b, p, s, None) for b, p, s in trained_models(profile)]
+            + [(b, "ca", None, a) for b, a in ablations(profile)])
 
 
 def _parts(profile: Profile, folder: Path, backbone: str, pooling: str, seed: int | None,

@@ -11,10 +11,12 @@ from ..utils import atomic_write, write_json
 from . import paper
 from .claims import claim_tests, findings
 from .config import Profile
-from .experiment import evaluated_seeds, models, settings
+from .experiment import evaluated_cells, evaluated_seeds, trained_models
 from .notices import kept_stale
 from .reproduction import reproduction
-from .report import REGIME_TARGETS, normalised_summary, regime_check, resolved_settings, sanity_checks
+from .regime import REGIME_TARGETS, regime_check
+from .report import normalised_summary, sanity_checks
+from .setup_tables import resolved_settings
 from .runs import load_calibration, load_extra, load_predictions, load_results
 
 #: Version of the layout of ``runs/<profile>/results.json``.
@@ -30,9 +32,9 @@ FINDINGS_FILE = Path("book/generated/findings.md")
 
 def _model_entries(profile: Profile) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Per trained model: accuracy, calibration; per model x method: the summarised metrics."""
-    cfg, evaluated = profile.eval, set(settings(profile))
+    cfg, evaluated = profile.eval, set(evaluated_cells(profile))
     accuracy, calibration, results = [], [], []
-    for backbone, pooling, seed in models(profile):
+    for backbone, pooling, seed in trained_models(profile):
         model = {"backbone": backbone, "pooling": pooling, "seed": seed}
         if profile.labelled:
             correct = load_predictions(profile, backbone, pooling, seed)["correct"]
@@ -55,7 +57,7 @@ def _model_entries(profile: Profile) -> tuple[list[dict[str, Any]], list[dict[st
 
 def _road(profile: Profile) -> list[dict[str, Any]]:
     cfg, out = profile.eval, []
-    for backbone, method, pooling in settings(profile):
+    for backbone, method, pooling in evaluated_cells(profile):
         res = load_extra(profile, backbone, pooling, method, "road")
         if res is not None:
             out.append({"backbone": backbone, "method": method, "pooling": pooling, "n_images": len(res["index"]),

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from . import paper
 from .config import Profile
 from .notices import backbone_label
-from .experiment import class_names, eval_split, initial_model, load_trained, rgb, settings
+from .experiment import class_names, eval_split, evaluated_cells, initial_model, load_trained, rgb
 from .runs import load_results
 from ..evaluation import images_for
 from ..metrics import energy_pointing_game, paper_tolerance, pearson, pointing_game
@@ -49,7 +49,7 @@ def shown_images(profile: Profile) -> tuple[list[int], list[np.ndarray], list[np
 def mean_curves(profile: Profile, backbone: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Insertion/deletion curves per (method label, pooling) of one backbone."""
     return {(paper.METHOD_LABELS[m], p): load_results(profile, backbone, p, m)
-            for b, m, p in settings(profile) if b == backbone}
+            for b, m, p in evaluated_cells(profile) if b == backbone}
 
 
 def saliency_rows(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray | None],
@@ -58,7 +58,7 @@ def saliency_rows(profile: Profile, backbone: str) -> tuple[list[np.ndarray], li
     saved maps of the shown images (``None`` where the pooling has no such map), and titles."""
     idx, rgbs, masks, titles = shown_images(profile)
     rows: dict[str, dict[str, list[np.ndarray] | None]] = {}
-    for b, method, pooling in settings(profile):
+    for b, method, pooling in evaluated_cells(profile):
         if b == backbone:
             maps = load_results(profile, backbone, pooling, method)["maps"]
             row = rows.setdefault(paper.METHOD_LABELS[method], {"gap": None, "ca": None})
@@ -88,7 +88,7 @@ def explorer_views(profile: Profile) -> tuple[dict[tuple[str, ...], bytes], dict
     from .figures import explorer_image
 
     idx, rgbs, masks, titles = shown_images(profile)
-    evaluated = set(settings(profile))
+    evaluated = set(evaluated_cells(profile))
     images, captions = {}, {}
     for backbone in profile.models:
         for method in profile.eval.methods:

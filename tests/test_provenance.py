@@ -222,7 +222,7 @@ def test_a_stage_without_a_readable_record_is_set_aside_never_deleted(tmp_path, 
     assert (aside / "model.safetensors").read_bytes() == b"ninety epochs"
     assert sorted(p.name for p in folder.iterdir()) == [runs.PROVENANCE_FILE]
     # not the orphan
-    assert [a["path"] for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]
+    assert [a.path for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]
 
 
 def test_a_checkpoint_without_its_pooling_is_a_clear_error(tmp_path):

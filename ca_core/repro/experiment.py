@@ -10,7 +10,7 @@ import dataclasses
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -86,13 +86,29 @@ def describe_data(profile: Profile, sets: dict[str, Dataset]) -> str:
 # Models and training
 
 
-def evaluated_cells(profile: Profile) -> Iterator[tuple[str, str, str]]:
-    """Every evaluated ``(backbone, method, pooling)``, in the order of the paper's Table 1."""
+class Cell(NamedTuple):
+    """One evaluated setting: a backbone's method on its GAP model or its CA stream (a cell of Table 1)."""
+
+    backbone: str
+    method: str
+    pooling: str
+
+
+class TrainedModel(NamedTuple):
+    """One trained model: a backbone's GAP model (``seed`` None) or its CA stream of a training seed."""
+
+    backbone: str
+    pooling: str
+    seed: int | None
+
+
+def evaluated_cells(profile: Profile) -> Iterator[Cell]:
+    """Every evaluated cell, in the order of the paper's Table 1."""
     for backbone in profile.models:
         for method in profile.eval.methods:
             for pooling in POOLINGS:
                 if method in methods_for(pooling, profile.eval):
-                    yield backbone, method, pooling
+                    yield Cell(backbone, method, pooling)
 
 
 def evaluated_seeds(profile: Profile, method: str) -> list[int]:
@@ -100,12 +116,12 @@ def evaluated_seeds(profile: Profile, method: str) -> list[int]:
     return [s for i, s in enumerate(profile.seeds) if method in methods_for("ca", profile.eval, extra_seed=i > 0)]
 
 
-def trained_models(profile: Profile) -> Iterator[tuple[str, str, int | None]]:
-    """Every trained ``(backbone, pooling, seed)``: the GAP model, then a CA stream per seed."""
+def trained_models(profile: Profile) -> Iterator[TrainedModel]:
+    """Every trained model: per backbone the GAP model, then a CA stream per seed."""
     for backbone in profile.models:
-        yield backbone, "gap", None
+        yield TrainedModel(backbone, "gap", None)
         for seed in profile.seeds:
-            yield backbone, "ca", seed
+            yield TrainedModel(backbone, "ca", seed)
 
 
 def ablations(profile: Profile) -> Iterator[tuple[str, str]]:

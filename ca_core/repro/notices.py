@@ -15,8 +15,8 @@ STALE_MARK = " †"
 
 def kept_stale(profile: Profile) -> list[str]:
     """The training stages kept under older code or settings (the profile's ``keep_stale``)."""
-    return [a["path"].removeprefix("train/") for a in artefacts(profile.run_dir, ("train",), profile.train_run_dir)
-            if a["kept_stale"]]
+    return [a.path.removeprefix("train/") for a in artefacts(profile.run_dir, ("train",), profile.train_run_dir)
+            if a.kept_stale]
 
 
 def stale_notice(profile: Profile) -> str:

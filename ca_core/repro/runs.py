@@ -9,12 +9,13 @@ pipeline's step times.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..evaluation import MANIFEST_FILE, read_calibration, read_extra, read_predictions, read_results
+from ..evaluation import MANIFEST_FILE, read_calibration, read_extra, read_json, read_predictions, read_results
 from ..provenance import digest
 from ..train import STAGES, checkpoint_file
 from ..utils import ORPHAN
@@ -138,12 +139,24 @@ def timings_path(run_dir: Path) -> Path:
     return Path(run_dir) / "timings.json"
 
 
+@dataclass(frozen=True)
+class Artefact:
+    """A keyed artefact of a run folder: a training stage (``kind`` "train") or a completed evaluation
+    of a method ("eval"), with its folder relative to its run folder, the key it was made for
+    (``None``: unreadable record), whether it is finished (a stage's checkpoint exists), whether it is
+    kept under other code on request (``keep_stale``), and when its newest file was written."""
+
+    kind: str
+    path: str
+    key: str | None
+    done: bool
+    kept_stale: bool
+    written: float
+
+
 def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS), train_run_dir: Path | None = None
-              ) -> list[dict[str, Any]]:
-    """The keyed artefacts of a run folder, in path order: each training stage (``kind`` "train",
-    ``done`` when its checkpoint exists, ``kept_stale`` when kept under other code on request) and
-    each completed evaluation of a method ("eval"), with the folder relative to its run folder, the
-    key it was made for, and when its newest file was written.
+              ) -> list[Artefact]:
+    """The keyed artefacts of a run folder, in path order (folders set aside as orphans are not part of it).
 
     ``train_run_dir``: where the training stages lie when not in ``run_dir`` (a profile with
     ``models_from``: :attr:`Profile.train_run_dir`).
@@ -152,21 +165,18 @@ def artefacts(run_dir: Path, kinds: tuple[str, ...] = tuple(ARTEFACTS), train_ru
     for kind in kinds:
         base = Path(train_run_dir or run_dir) if kind == "train" else Path(run_dir)
         for record in sorted(base.glob(ARTEFACTS[kind])):
-            if ORPHAN in record.as_posix():  # set aside: no longer part of the run
+            if ORPHAN in record.as_posix():
                 continue
-            try:
-                made = json.loads(record.read_text())
-            except (OSError, ValueError):
-                made = {}
+            made = read_json(record) or {}
             folder = record.parent
             files = [f for f in folder.iterdir() if f.is_file() and f.name != MANIFEST_FILE]
-            rows.append({"kind": kind, "path": folder.relative_to(base).as_posix(), "key": made.get("key"),
-                         "done": kind == "eval" or checkpoint_file(folder).is_file(),
-                         "kept_stale": "kept_stale" in made,
-                         "written": max((f.stat().st_mtime for f in files), default=record.stat().st_mtime)})
+            rows.append(Artefact(kind=kind, path=folder.relative_to(base).as_posix(), key=made.get("key"),
+                                 done=kind == "eval" or checkpoint_file(folder).is_file(),
+                                 kept_stale="kept_stale" in made,
+                                 written=max((f.stat().st_mtime for f in files), default=record.stat().st_mtime)))
     return rows
 
 
 def artefacts_digest(run_dir: Path, kinds: tuple[str, ...], train_run_dir: Path | None = None) -> str:
     """The digest of the keys (and completion) of a run folder's artefacts of ``kinds``."""
-    return digest([(a["kind"], a["path"], a["key"], a["done"]) for a in artefacts(run_dir, kinds, train_run_dir)])
+    return digest([(a.kind, a.path, a.key, a.done) for a in artefacts(run_dir, kinds, train_run_dir)])

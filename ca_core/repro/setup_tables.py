@@ -11,7 +11,7 @@ from typing import Any
 from .config import CONFIG_FILE, Profile
 from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
 from .reproduction import machine
-from .runs import artefacts, timings_path
+from .runs import Artefact, artefacts, timings_path
 
 Row = dict[str, Any]
 
@@ -78,15 +78,15 @@ def artefacts_table(profile: Profile) -> list[Row]:
     kinds = {"train": "training stage", "eval": "evaluation (method)"}
     source = profile.models_from
 
-    def status(a: dict[str, Any]) -> str:
-        if a.get("kept_stale"):
+    def status(a: Artefact) -> str:
+        if a.kept_stale:
             return "kept stale (keep_stale)"
-        if source and a["kind"] == "train":
-            return f"from profile {source}" if a["done"] else "unfinished"
-        return ("made" if a["written"] >= since else "reused") if a["done"] else "unfinished"
+        if source and a.kind == "train":
+            return f"from profile {source}" if a.done else "unfinished"
+        return ("made" if a.written >= since else "reused") if a.done else "unfinished"
 
-    return [{"Artefact": f"`{f'runs/{source}/' if source and a['kind'] == 'train' else ''}{a['path']}`",
-             "Kind": kinds[a["kind"]], "Key": f"`{(a['key'] or '–')[:16]}`", "This run": status(a)}
+    return [{"Artefact": f"`{f'runs/{source}/' if source and a.kind == 'train' else ''}{a.path}`",
+             "Kind": kinds[a.kind], "Key": f"`{(a.key or '–')[:16]}`", "This run": status(a)}
             for a in artefacts(profile.run_dir, train_run_dir=profile.train_run_dir)]
 
 

@@ -192,7 +192,8 @@ def test_settings_dataclasses_raise_field_errors_with_their_messages(cls, values
 
 
 def test_real_data_settings_live_in_the_library():
-    assert config.DATA_KINDS == {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data}
+    assert config.DATA_KINDS == {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data,
+                                 "photos": PhotosConfig}
     assert FolderData.__module__ == Mit67Data.__module__ == "ca_core.data.folders"
 
 
@@ -205,3 +206,31 @@ def test_keep_stale_refuses_a_stage_the_profile_does_not_train(raw):
         parse_profile("default", settings, check_paths=False)
     settings["keep_stale"] = ["convnext_mini/ca-convnext_no_label_smoothing", "resnet_mini/ca-seed2"]
     assert parse_profile("default", settings, check_paths=False).keep_stale == settings["keep_stale"]
+
+
+def test_photos_are_only_explained_by_another_profiles_models(raw):
+    """kind: photos has no labels: a profile that would train on them, or score accuracy on them, is refused;
+    one that evaluates another profile's models on them (their own predictions) loads."""
+    photos = {"kind": "photos", "names": ["chelsea", "coffee"], "image_size": 32}
+    trains = copy.deepcopy(raw["profiles"]["smoke"]) | {"data": photos}
+    with pytest.raises(ConfigError, match="profiles.p.data.kind: photos have no labels to train on"):
+        parse_profile("p", trains, check_paths=False)
+    shown = {"models_from": "smoke", "data": photos, "models": ["resnet_mini"],
+             "eval": raw["profiles"]["smoke"]["eval"] | {"targets": "predicted"}}
+    profile = parse_profile("p", shown, check_paths=False, profiles=raw["profiles"] | {"p": shown})
+    assert profile.num_classes == 4 and profile.seeds == [0, 1] and not profile.labelled
+    with pytest.raises(ConfigError, match="profiles.p.eval.targets: photos have no labels"):
+        parse_profile("p", shown | {"eval": raw["profiles"]["smoke"]["eval"]}, check_paths=False,
+                      profiles=raw["profiles"])
+
+
+def test_a_linear_probe_needs_pretrained_features_and_is_a_training_stage(raw):
+    probe = copy.deepcopy(raw["profiles"]["smoke"])
+    probe["train"]["gap_trains"] = "classifier"
+    with pytest.raises(ConfigError, match="train.gap_trains: 'classifier' .* resnet_mini has no pretrained"):
+        parse_profile("p", probe, check_paths=False)
+    probe["pretrained"] = {"resnet_mini": "w.safetensors", "convnext_mini": "w.safetensors"}
+    profile = parse_profile("p", probe, check_paths=False)
+    assert profile.trains_gap("resnet_mini") and "resnet_mini/gap" in config.training_stages(profile)
+    del probe["train"]["gap_trains"]
+    assert "resnet_mini/gap" not in config.training_stages(parse_profile("p", probe, check_paths=False))

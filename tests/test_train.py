@@ -321,3 +321,33 @@ def test_stages_trained_by_the_command_line_are_adopted_by_the_pipeline(tmp_path
         experiment.train_all(profile, progress=False)
     assert {s: runs.checkpoint_path(profile, "resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")} == written
     assert not list((profile.run_dir / "train").glob("*/*.orphan-*"))
+
+
+def test_a_linear_probe_trains_only_the_classifier_on_frozen_features(tmp_path, sets):
+    """gap_trains: classifier changes the classifier only; weights and BatchNorm statistics of the
+    features stay bit-identical (a probe that let BatchNorm update would fail here)."""
+    model = _gap()
+    before = _state(model)
+    cfg = dataclasses.replace(CFG, gap_epochs=1, gap_trains="classifier")
+    train(cfg, model, sets["train"], sets["val"], tmp_path / "probe", stage="gap", progress=False)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"backbone.fc.weight", "backbone.fc.bias"}
+    with pytest.raises(ValueError, match="gap_trains"):
+        TrainConfig(gap_trains="head")
+
+
+def test_weights_for_another_number_of_classes_load_all_but_the_classifier(tmp_path):
+    from safetensors.torch import save_file
+
+    from ca_core.models.factory import create_backbone
+
+    thousand = create_backbone("resnet_mini", num_classes=1000)
+    path = tmp_path / "imagenet.safetensors"
+    save_file({k: v.contiguous() for k, v in thousand.state_dict().items()}, path)
+    ten = create_backbone("resnet_mini", num_classes=10, pretrained=path)
+    for k, v in ten.state_dict().items():
+        assert torch.equal(v, thousand.state_dict()[k]) != k.startswith("fc."), k
+    broken = {k: v.contiguous() for k, v in thousand.state_dict().items() if k != "conv1.weight"}
+    save_file(broken, tmp_path / "broken.safetensors")
+    with pytest.raises(ValueError, match="conv1.weight"):
+        create_backbone("resnet_mini", num_classes=10, pretrained=tmp_path / "broken.safetensors")

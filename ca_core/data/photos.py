@@ -90,11 +90,13 @@ class PhotosDataset(Dataset):
     Attributes:
         names: a display name per photo (the sample's name or the file's stem).
         paths: the image files, in order.
+        mean, std: the normalisation, to show the images (:func:`ca_core.data.denormalize`).
     """
 
     def __init__(self, config: PhotosConfig, data_config: dict[str, Any]) -> None:
         self.paths = [sample_photo(n) for n in config.names] + (folder_photos(config.folder) if config.folder else [])
         self.names = [p.stem for p in self.paths]
+        self.mean, self.std = tuple(data_config["mean"]), tuple(data_config["std"])
         size = config.image_size
         self.transform = create_transform(
             input_size=(3, size, size), interpolation=data_config["interpolation"], mean=data_config["mean"],

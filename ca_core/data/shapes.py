@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -221,35 +222,38 @@ def generate(cfg: ShapesConfig, split: str) -> tuple[torch.Tensor, torch.Tensor,
     return tuple(torch.cat(p) for p in zip(*parts))  # type: ignore[return-value]
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
+def normalize(images: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
     """uint8 or [0,1] images (..., 3, H, W) to the normalised float tensor the models take."""
     x = images.float() / 255 if images.dtype == torch.uint8 else images
-    mean = torch.tensor(MEAN, device=x.device).view(3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(3, 1, 1)
-    return (x - mean) / std
+    return (x - torch.tensor(mean, device=x.device).view(3, 1, 1)) / torch.tensor(std, device=x.device).view(3, 1, 1)
 
 
-def denormalize(x: torch.Tensor) -> torch.Tensor:
+def denormalize(x: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> torch.Tensor:
     """Normalised images (..., 3, H, W) back to [0, 1] pixel space."""
-    mean = torch.tensor(MEAN, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(STD, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    return (x * std + mean).clamp(0, 1)
+    mean_t = torch.tensor(mean, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    std_t = torch.tensor(std, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    return (x * std_t + mean_t).clamp(0, 1)
 
 
 class ShapesDataset(Dataset):
-    """One split held in memory as uint8; items are ``(normalised image (3,H,W), label, mask (H,W))``."""
+    """One split held in memory as uint8; items are ``(normalised image (3,H,W), label, mask (H,W))``.
+
+    ``mean``, ``std``: the normalisation of the models that read it (their timm data config: ImageNet's
+    for the mini backbones, 0.5 for the TensorFlow-ported EfficientNet-Lite0).
+    """
 
     def __init__(self, cfg: ShapesConfig, split: str, images: torch.Tensor, targets: torch.Tensor,
-                 masks: torch.Tensor) -> None:
+                 masks: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> None:
         self.cfg, self.split = cfg, split
         self.images, self.targets, self.masks = images, targets, masks
+        self.mean, self.std = tuple(mean), tuple(std)
         self.classes = list(SHAPE_NAMES[: cfg.num_classes])
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
-        return normalize(self.images[i]), int(self.targets[i]), self.masks[i]
+        return normalize(self.images[i], self.mean, self.std), int(self.targets[i]), self.masks[i]
 
 
 def cache_key(cfg: ShapesConfig) -> str:
@@ -265,25 +269,27 @@ def _write_manifest(folder: Path, cfg: ShapesConfig) -> None:
     atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))
 
 
-def shapes_dataset(cfg: ShapesConfig, split: str, root: str | Path | None = "data/shapes") -> ShapesDataset:
-    """The ``split`` of the generated data set, read from the cache under ``root`` or generated and cached.
+def shapes_dataset(cfg: ShapesConfig, split: str, root: str | Path | None = "data/shapes",
+                   mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> ShapesDataset:
+    """The ``split`` of the generated data set, read from the cache under ``root`` or generated and cached,
+    normalised with ``mean`` and ``std``.
 
     ``root=None`` generates in memory without caching. The cache lives in
     ``root/<cache_key(cfg)>/{split}.pt`` with a ``manifest.json`` beside it.
     """
     cfg.size_of(split)  # validates the split name
     if root is None:
-        return ShapesDataset(cfg, split, *generate(cfg, split))
+        return ShapesDataset(cfg, split, *generate(cfg, split), mean, std)
     folder = Path(root) / cache_key(cfg)
     path = folder / f"{split}.pt"
     if path.is_file():
         try:
             data = torch.load(path, weights_only=True)
-            return ShapesDataset(cfg, split, data["images"], data["targets"], data["masks"])
+            return ShapesDataset(cfg, split, data["images"], data["targets"], data["masks"], mean, std)
         except Exception as err:  # a cut-short or foreign file: the cache is regenerated, deterministically
             announce(f"unreadable shapes cache {path} ({type(err).__name__}): generating it again")
     images, targets, masks = generate(cfg, split)
     data = {"images": images, "targets": targets, "masks": masks}
     atomic_write(path, lambda tmp: torch.save(data, tmp))
     _write_manifest(folder, cfg)
-    return ShapesDataset(cfg, split, images, targets, masks)
+    return ShapesDataset(cfg, split, images, targets, masks, mean, std)

@@ -18,8 +18,14 @@ from .families import FAMILIES, family_of
 POOLINGS = ("gap", "ca")
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a local ``.pth``/``.safetensors`` state dict into ``model`` with strict key checking."""
+def load_backbone_weights(model: nn.Module, path: str | Path) -> bool:
+    """Load a local ``.pth``/``.safetensors`` state dict into the timm model ``model`` with strict key
+    checking; return whether its classifier was loaded too.
+
+    Weights for another number of classes (ImageNet's 1,000 on a 10-class model) load every tensor
+    but the classifier's, which stays freshly initialised, as timm does for its own weights: the
+    GAP stage then trains it (``train.gap_trains: classifier``).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights file not found: {path}")
@@ -27,10 +33,19 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
         state = timm.models.load_state_dict(str(path), weights_only=True)
     except Exception as err:  # corrupt or foreign file: name it
         raise ValueError(f"cannot read weights from {path}: {err}") from err
+    own = model.state_dict()
+    head = {f"{name}.{k}" for name, m in model.named_modules() if m is model.get_classifier()
+            for k in m.state_dict()}
+    other_classes = any(k in state and state[k].shape != own[k].shape for k in head)
+    if other_classes:
+        state = {k: v for k, v in state.items() if k not in head}
     try:
-        model.load_state_dict(state, strict=True)
+        missing, unexpected = model.load_state_dict(state, strict=not other_classes)
+        if set(missing) - head or unexpected:
+            raise RuntimeError(f"missing keys {sorted(set(missing) - head)}, unexpected keys {sorted(unexpected)}")
     except RuntimeError as err:
         raise ValueError(f"weights in {path} do not fit {type(model).__name__}: {err}") from err
+    return not other_classes
 
 
 def create_backbone(

@@ -81,7 +81,7 @@ def train_main(argv: list[str] | None = None) -> dict[str, Any]:
         choice.get(args.pretrained.lower(), args.pretrained))
     torch.manual_seed(cfg.seed)  # the same initial weights in every process and every run
     gap_checkpoint = args.gap_checkpoint if args.stage == "ca" else None
-    model = compose(args.backbone, args.stage, profile.data.num_classes, pretrained, gap_checkpoint)
+    model = compose(args.backbone, args.stage, profile.num_classes, pretrained, gap_checkpoint)
     distributed.setup()
     if distributed.is_main():  # the pipeline's record, so that it adopts this stage when the key matches
         prepare_stage(Path(args.out), stage_key(profile, args.backbone, args.stage, cfg, model,

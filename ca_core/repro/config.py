@@ -28,7 +28,7 @@ from typing import Any, Literal, Mapping
 import timm
 import yaml
 
-from ..data import FolderData, Mit67Data, ShapesConfig
+from ..data import FolderData, Mit67Data, PhotosConfig, ShapesConfig
 from ..evaluation import EvalConfig
 from ..train import TrainConfig
 from ..utils import FieldError
@@ -40,10 +40,11 @@ class ConfigError(ValueError):
     """A configuration value that is unknown, of the wrong type, out of range or points nowhere."""
 
 
-DataSpec = ShapesConfig | FolderData | Mit67Data
+DataSpec = ShapesConfig | FolderData | Mit67Data | PhotosConfig
 
 #: ``kind`` values of the ``data`` section and the dataclass each maps onto.
-DATA_KINDS: dict[str, type] = {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data}
+DATA_KINDS: dict[str, type] = {"shapes": ShapesConfig, "folders": FolderData, "mit67": Mit67Data,
+                               "photos": PhotosConfig}
 
 #: The dataclass each of the ``train`` and ``eval`` sections maps onto.
 SECTIONS: dict[str, type] = {"train": TrainConfig, "eval": EvalConfig}
@@ -125,9 +126,20 @@ class Profile:
         return self.model_classes or self.data.num_classes
 
     @property
+    def input_config(self) -> dict[str, Any]:
+        """The models' input normalisation and interpolation (``mean``, ``std``, ``interpolation``): their
+        timm data config, which the profile's models share (checked on load); the data is normalised with it."""
+        return input_config(self.models[0])
+
+    @property
     def labelled(self) -> bool:
         """Whether the data's labels are the models' classes, so that accuracy means something."""
         return self.eval.targets == "label"
+
+    def trains_gap(self, backbone: str) -> bool:
+        """Whether the GAP stage trains here: the whole model from scratch (no pretrained weights), or a
+        new linear classifier on the pretrained backbone's frozen features (``train.gap_trains: classifier``)."""
+        return not self.pretrained_for(backbone) or self.train.for_backbone(backbone).gap_trains == "classifier"
 
     def pretrained_for(self, backbone: str) -> bool | Path:
         """A backbone's starting weights: ``True`` (timm's, from the hub), a local weights file, or
@@ -266,6 +278,8 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     """Validate one profile's settings (the mapping under ``profiles.<name>``); relative paths are
     relative to ``root``, the project folder (that of ``_config.yml``), where the notebooks run.
 
+    A profile with ``models_from`` first takes that profile's :data:`INHERITED_KEYS` (merged once,
+    then validated like any profile's, the inherited ones against the source's models).
     ``profiles``: every profile's settings, to resolve ``models_from`` (default: read from
     ``root/_config.yml`` when needed).
     """
@@ -275,48 +289,57 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
     for key in settings:
         if key not in PROFILE_KEYS:
             raise _unknown_key(path, key, list(PROFILE_KEYS))
-    if "models_from" in settings:
-        return _evaluating_profile(name, settings, check_paths, root, profiles)
+    given, source = settings, _source(name, settings, root, profiles)
+    if source is not None:
+        settings = {k: v for k, v in settings.items() if k != "models_from"} | {
+            k: source.settings[k] for k in INHERITED_KEYS if k in source.settings}
     missing = [k for k in ("data", "models", "train", "eval") if k not in settings]
     if missing:
         raise ConfigError(f"{path}: missing section(s) {', '.join(missing)}")
     if not isinstance(settings["data"], Mapping):
         raise ConfigError(f"{path}.data: expected a mapping, got {settings['data']!r}")
     data_settings = dict(settings["data"])
-    kinds = DATA_KINDS
     kind = data_settings.pop("kind", "shapes")
-    if kind not in kinds:
-        raise ConfigError(f"{path}.data.kind: expected one of {', '.join(map(repr, kinds))}, got {kind!r}")
+    if kind not in DATA_KINDS:
+        raise ConfigError(f"{path}.data.kind: expected one of {', '.join(map(repr, DATA_KINDS))}, got {kind!r}")
     models = check_value(settings["models"], list[str], f"{path}.models")
     if not models:
         raise ConfigError(f"{path}.models: list at least one timm backbone")
     _check_backbones(models, f"{path}.models")
+    trained = source.models if source is not None else models  # what the train-side settings may name
     sections = {k: from_dict(cls, settings[k], f"{path}.{k}") for k, cls in SECTIONS.items()}
-    _check_per_model(sections["train"], models, f"{path}.train.per_model")
+    _check_per_model(sections["train"], trained, f"{path}.train.per_model")
     seeds = check_value(settings.get("seeds", [sections["train"].seed]), list[int], f"{path}.seeds")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"{path}.seeds: expected distinct training seeds of the CA stream, got {seeds!r}")
     profile = Profile(
         name=name,
         seeds=seeds,
-        data=from_dict(kinds[kind], data_settings, f"{path}.data"),
+        data=from_dict(DATA_KINDS[kind], data_settings, f"{path}.data"),
         models=models,
         description=check_value(settings.get("description", ""), str, f"{path}.description"),
-        pretrained=_pretrained(settings.get("pretrained", False), models, f"{path}.pretrained"),
-        ablations=_ablations(settings.get("ablations", {}), models, sections["train"], f"{path}.ablations"),
-        settings=dict(settings),
+        pretrained=_pretrained(settings.get("pretrained", False), trained, f"{path}.pretrained"),
+        ablations=_ablations(settings.get("ablations", {}), trained, sections["train"], f"{path}.ablations"),
+        models_from=None if source is None else source.name,
+        model_classes=None if source is None else source.data.num_classes,
+        settings=dict(given),
         root=root,
         **sections,
     )
-    profile.keep_stale = _stages(settings.get("keep_stale", []), training_stages(profile), f"{path}.keep_stale")
+    _check_probes(profile, f"{path}.train")
+    _check_targets(profile, source, path)
+    stages = training_stages(profile if source is None else source)
+    profile.keep_stale = _stages(settings.get("keep_stale", []), stages, f"{path}.keep_stale")
     if check_paths:
         check_data_paths(profile, root)
     return profile
 
 
-def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: bool, root: Path,
-                        profiles: Mapping[str, Any] | None) -> Profile:
-    """A profile with ``models_from``: the other profile's trained models on this profile's data."""
+def _source(name: str, settings: Mapping[str, Any], root: Path, profiles: Mapping[str, Any] | None) -> Profile | None:
+    """The parsed profile named by ``models_from`` (``None`` without), after checking that this profile
+    sets none of what it inherits and that the source trains models of its own."""
+    if "models_from" not in settings:
+        return None
     path = f"profiles.{name}"
     source_name = check_value(settings["models_from"], str, f"{path}.models_from")
     given = [k for k in INHERITED_KEYS if k in settings]
@@ -331,31 +354,34 @@ def _evaluating_profile(name: str, settings: Mapping[str, Any], check_paths: boo
         raise ConfigError(f"{path}.models_from: profiles.{source_name} trains no models of its own "
                           "(it has models_from too)")
     source = parse_profile(source_name, profiles[source_name], check_paths=False, root=root, profiles=profiles)
-    own = {k: v for k, v in settings.items() if k != "models_from"} | {"train": {}}  # the source's, set below
-    profile = parse_profile(name, own, check_paths=False, root=root, profiles=profiles)
-    outside = [m for m in profile.models if m not in source.models]
+    outside = [m for m in check_value(settings.get("models", []), list[str], f"{path}.models") if m not in source.models]
     if outside:
         raise ConfigError(f"{path}.models: {outside[0]!r} is not trained by profiles.{source_name} "
                           f"(its models: {', '.join(source.models)})")
-    if profile.eval.targets == "label" and profile.data.num_classes != source.data.num_classes:
+    return source
+
+
+def _check_targets(profile: Profile, source: Profile | None, path: str) -> None:
+    """Photos have no labels: only another profile's models explain them, each its own prediction; and
+    labels explained by another profile's models must be their classes."""
+    if isinstance(profile.data, PhotosConfig):
+        if source is None:
+            raise ConfigError(f"{path}.data.kind: photos have no labels to train on: a profile with kind: photos "
+                              "evaluates another profile's models (set models_from and eval.targets: predicted)")
+        if profile.labelled:
+            raise ConfigError(f"{path}.eval.targets: photos have no labels; set targets: predicted")
+    elif source is not None and profile.labelled and profile.data.num_classes != source.data.num_classes:
         raise ConfigError(f"{path}.eval.targets: the data's {profile.data.num_classes} classes are not the "
-                          f"{source.data.num_classes} classes of profiles.{source_name}'s models; "
+                          f"{source.data.num_classes} classes of profiles.{source.name}'s models; "
                           "set targets: predicted")
-    profile = dataclasses.replace(profile, train=source.train, seeds=source.seeds, pretrained=source.pretrained,
-                                  keep_stale=source.keep_stale, ablations=source.ablations, models_from=source_name,
-                                  model_classes=source.data.num_classes,
-                                  settings=dict(settings))
-    if check_paths:
-        check_data_paths(profile, root)
-    return profile
 
 
 def training_stages(profile: Profile) -> list[str]:
     """The names of the profile's training stages, as ``keep_stale`` lists them: ``"<backbone>/gap"``
-    (backbones trained here, not pretrained ones), ``"<backbone>/ca"`` (the first seed's stream),
+    (backbones trained here or given a linear classifier, not pretrained ones used as they are), ``"<backbone>/ca"`` (the first seed's stream),
     ``"<backbone>/ca-seed<S>"`` and ``"<backbone>/ca-<ablation>"``."""
     stages = [f"{b}/{s}" for b in profile.models
-              for s in ([] if profile.pretrained_for(b) else ["gap"])
+              for s in (["gap"] if profile.trains_gap(b) else [])
               + ["ca", *(f"ca-seed{x}" for x in profile.seeds[1:])]]
     return stages + [f"{a.backbone}/ca-{name}" for name, a in profile.ablations.items()]
 
@@ -412,6 +438,22 @@ def _check_per_model(train: TrainConfig, models: list[str], path: str) -> None:
         from_dict(type(train), {**base, **overrides}, f"{path}.{backbone}")
 
 
+def _check_probes(profile: Profile, path: str) -> None:
+    """A linear probe (``gap_trains: classifier``) needs pretrained features to probe."""
+    for backbone in profile.models:
+        if profile.train.for_backbone(backbone).gap_trains == "classifier" and not profile.pretrained_for(backbone):
+            raise ConfigError(f"{path}.gap_trains: 'classifier' trains a linear classifier on pretrained features, "
+                              f"but {backbone} has no pretrained weights (set pretrained, or gap_trains: all)")
+
+
+def input_config(backbone: str) -> dict[str, Any]:
+    """``mean``, ``std`` and ``interpolation`` of a timm backbone's data config (ImageNet's when it has none)."""
+    cfg = timm.get_pretrained_cfg(backbone)
+    return {"mean": tuple(cfg.mean) if cfg else timm.data.IMAGENET_DEFAULT_MEAN,
+            "std": tuple(cfg.std) if cfg else timm.data.IMAGENET_DEFAULT_STD,
+            "interpolation": cfg.interpolation if cfg else "bicubic"}
+
+
 def _check_backbones(models: list[str], path: str) -> None:
     """Every backbone must be a model timm knows (``ca_core.models`` registers the mini ones on import)."""
     for i, name in enumerate(models):
@@ -419,6 +461,12 @@ def _check_backbones(models: list[str], path: str) -> None:
             close = difflib.get_close_matches(name, timm.list_models(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{path}[{i}]: unknown timm model {name!r}{hint}")
+    first = input_config(models[0])
+    for i, name in enumerate(models[1:], 1):
+        if input_config(name) != first:
+            raise ConfigError(f"{path}[{i}]: {name} normalises its inputs otherwise than {models[0]} "
+                              f"({input_config(name)} vs {first}); a profile's models share one data pipeline, "
+                              "so give them profiles of their own")
 
 
 def check_data_paths(profile: Profile, root: Path = Path(".")) -> None:

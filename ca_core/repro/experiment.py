@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .. import data
-from ..data import FolderData, Mit67Data
+from ..data import FolderData, Mit67Data, PhotosConfig
 from ..distributed import is_main
 from ..evaluation import evaluate_model, methods_for, read_json
 from ..models import POOLINGS, backbone_of, compose, read_checkpoint
@@ -41,12 +41,17 @@ def datasets(profile: Profile, splits: tuple[str, ...] = SPLITS, shapes_root: Pa
     """The profile's data splits, loading only those in ``splits`` (the training split is the large one);
     relative data paths, and the generated data's cache (``shapes_root``, default ``data/shapes``), lie
     under the profile's root."""
-    spec, at = profile.data, profile.path
+    spec, at, inputs = profile.data, profile.path, profile.input_config
+    if isinstance(spec, PhotosConfig):  # unlabelled: one set of photos, whatever the split
+        folder = None if spec.folder is None else str(at(Path(spec.folder)))
+        photos = data.PhotosDataset(dataclasses.replace(spec, folder=folder), inputs)
+        return {split: photos for split in splits}
     if isinstance(spec, Mit67Data):
         sets = data.mit67_splits(at(spec.root), spec.image_size, spec.resize)
         return {split: sets[split] for split in splits}
     if not isinstance(spec, FolderData):
-        return {split: data.shapes_dataset(spec, split, root=at(shapes_root or SHAPES_ROOT)) for split in splits}
+        root = at(shapes_root or SHAPES_ROOT)
+        return {split: data.shapes_dataset(spec, split, root, inputs["mean"], inputs["std"]) for split in splits}
     val_list = None if spec.val_list is None else at(spec.val_list)
     if "train" in splits:
         sets = data.imagenet_splits(at(spec.train_root), at(spec.val_root), val_list, spec.image_size, spec.resize,
@@ -67,15 +72,17 @@ def class_names(dataset: Dataset, n: int) -> list[str]:
     return names if len(names) == n else [str(i) for i in range(n)]
 
 
-def rgb(image: torch.Tensor) -> np.ndarray:
-    """A normalised (3, H, W) image as an (H, W, 3) array in [0, 1] for display."""
-    return data.denormalize(image.detach().cpu()).clamp(0, 1).permute(1, 2, 0).numpy()
+def rgb(image: torch.Tensor, dataset: Dataset | None = None) -> np.ndarray:
+    """A normalised (3, H, W) image of ``dataset`` (its ``mean`` and ``std``; default ImageNet's) as an
+    (H, W, 3) array in [0, 1] for display."""
+    norm = {k: getattr(dataset, k) for k in ("mean", "std") if hasattr(dataset, k)}
+    return data.denormalize(image.detach().cpu(), **norm).clamp(0, 1).permute(1, 2, 0).numpy()
 
 
 def describe_data(profile: Profile, sets: dict[str, Dataset]) -> str:
     """A Markdown paragraph: the data kind, split sizes, classes and image size."""
     sizes = ", ".join(f"{split} {len(ds)}" for split, ds in sets.items())
-    names = class_names(sets["test"], profile.data.num_classes)
+    names = class_names(sets["test"], profile.num_classes)
     x = sets["test"][0][0]
     return (f"**{profile.data_kind}** data, {len(names)} classes ({', '.join(names[:12])}"
             f"{', …' if len(names) > 12 else ''}); images {x.shape[-1]}×{x.shape[-2]} px; "
@@ -134,9 +141,8 @@ def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None
                  device: torch.device | None = None, ablation: str | None = None) -> nn.Module:
     """The trained GAP or CA model of a backbone (or the CA stream of a labelled ``ablation``), in
     eval mode on ``device`` (default: the best available)."""
-    pretrained = profile.pretrained_for(backbone)
-    gap_checkpoint = None if pretrained else checkpoint_path(profile, backbone, "gap")
-    model = compose(backbone, pooling, profile.num_classes, pretrained, gap_checkpoint,
+    gap_checkpoint = checkpoint_path(profile, backbone, "gap") if profile.trains_gap(backbone) else None
+    model = compose(backbone, pooling, profile.num_classes, profile.pretrained_for(backbone), gap_checkpoint,
                     checkpoint_path(profile, backbone, "ca", seed, ablation) if pooling == "ca" else None)
     return model.to(device or default_device()).eval()
 
@@ -153,12 +159,12 @@ def initial_model(profile: Profile, backbone: str, stage: str, seed: int | None 
 
 def start_checkpoint(profile: Profile, backbone: str, stage: str) -> Path | None:
     """The trained GAP checkpoint a stage starts from: ``None`` for the GAP stage itself and for a
-    stream on pretrained weights (the model then starts from those)."""
-    return None if stage == "gap" or profile.pretrained_for(backbone) else checkpoint_path(profile, backbone, "gap")
+    stream on pretrained weights used as they are (the model then starts from those)."""
+    return checkpoint_path(profile, backbone, "gap") if stage == "ca" and profile.trains_gap(backbone) else None
 
 
 def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
-    """Train GAP (unless pretrained) then CA for every backbone; rows of final validation accuracy.
+    """Train GAP (unless pretrained and used as is) then CA for every backbone; rows of final validation accuracy.
 
     A profile with ``models_from`` trains nothing: its rows describe the other profile's models.
     """
@@ -167,8 +173,7 @@ def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
     sets = datasets(profile, ("train", "val"))
     rows = []
     for backbone, stage, seed in trained_models(profile):
-        pretrained = profile.pretrained_for(backbone)
-        if stage == "gap" and pretrained:
+        if stage == "gap" and not profile.trains_gap(backbone):
             if log_path(profile, backbone, stage).is_file():  # local weights with their training log
                 rows.append(_logged_row(profile, backbone, stage, seed))
             continue
@@ -205,7 +210,7 @@ def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
     a :class:`FileNotFoundError` naming the command to run when one of them is not trained yet."""
     rows = []
     for backbone, stage, seed in trained_models(profile):
-        if stage == "gap" and profile.pretrained_for(backbone):
+        if stage == "gap" and not profile.trains_gap(backbone):
             continue
         path = checkpoint_path(profile, backbone, stage, seed)
         if not path.is_file():
@@ -222,7 +227,7 @@ def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None,
     log = read_log(log_path(profile, backbone, stage, seed, ablation))
     last = log[-1] if log else {}
     result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
-    weights = profile.pretrained_for(backbone) if stage == "gap" else None
+    weights = profile.pretrained_for(backbone) if stage == "gap" and not profile.trains_gap(backbone) else None
     name = stage.upper() + (f" (pretrained: {profile.shown(weights.parent)})" if isinstance(weights, Path) else "")
     return {"Backbone": backbone, "Stage": name,
             "Seed": seed if seed is not None else profile.train.for_backbone(backbone).seed, **_result_cells(result)}

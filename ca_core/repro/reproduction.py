@@ -248,8 +248,8 @@ def reference_models(profile: Profile) -> list[tuple[str, str, int | None, str |
 
 def _parts(profile: Profile, folder: Path, backbone: str, pooling: str, seed: int | None,
            ablation: str | None) -> dict[str, Path | None]:
-    """The reference copies of a model's checkpoints (``gap``: ``None`` for a pretrained backbone)."""
-    gap = None if profile.pretrained_for(backbone) else folder / backbone / "gap.safetensors"
+    """The reference copies of a model's checkpoints (``gap``: ``None`` for a pretrained backbone used as is)."""
+    gap = folder / backbone / "gap.safetensors" if profile.trains_gap(backbone) else None
     ca = folder / backbone / f"{variant(profile, 'ca', seed, ablation)}.safetensors" if pooling == "ca" else None
     return {"gap": gap, "ca": ca}
 

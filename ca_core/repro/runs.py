@@ -57,7 +57,7 @@ def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | Non
 def checkpoints(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
                 ablation: str | None = None) -> list[Path]:
     """The checkpoint files a trained model of this pooling is made of (backbone first)."""
-    trained_gap = [] if profile.pretrained_for(backbone) else [checkpoint_path(profile, backbone, "gap")]
+    trained_gap = [checkpoint_path(profile, backbone, "gap")] if profile.trains_gap(backbone) else []
     return trained_gap + ([checkpoint_path(profile, backbone, "ca", seed, ablation)] if pooling == "ca" else [])
 
 
@@ -101,7 +101,7 @@ def log_path(profile: Profile, backbone: str, stage: str, seed: int | None = Non
     """A stage's ``log.jsonl``; for a backbone pretrained from a local file, the log beside that file
     (``make backbones`` leaves one there), which may not exist."""
     pretrained = profile.pretrained_for(backbone)
-    if stage == "gap" and isinstance(pretrained, Path):
+    if stage == "gap" and isinstance(pretrained, Path) and not profile.trains_gap(backbone):
         return pretrained.parent / "log.jsonl"
     return stage_dir(profile, backbone, stage, seed, ablation) / "log.jsonl"
 

@@ -31,10 +31,11 @@ def curve_keys(logs: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def samples(profile: Profile, dataset: Dataset, n: int) -> tuple[list[np.ndarray], list[np.ndarray | None], list[str]]:
     """The first ``n`` images of ``dataset``: RGB arrays, their masks (``None`` without) and titles."""
-    names = class_names(dataset, profile.data.num_classes)
+    names = class_names(dataset, profile.num_classes)
     items = [dataset[i] for i in range(min(n, len(dataset)))]
-    return ([rgb(x) for x, *_ in items], [m[0].numpy() if m else None for _, _, *m in items],
-            [f"#{i} {names[y]}" for i, (_, y, *_) in enumerate(items)])
+    titles = getattr(dataset, "names", None) or [names[y] for _, y, *_ in items]  # photos: no labels, their names
+    return ([rgb(x, dataset) for x, *_ in items], [m[0].numpy() if m else None for _, _, *m in items],
+            [f"#{i} {title}" for i, title in enumerate(titles[: len(items)])])
 
 
 def shown_images(profile: Profile) -> tuple[list[int], list[np.ndarray], list[np.ndarray | None], list[str]]:

@@ -4,8 +4,11 @@ Stage ``ca`` is the paper's recipe: only the stream (class token and CA blocks) 
 frozen backbone and classifier, with SGD (lr 0.1, momentum 0.9, weight decay 1e-4), the learning
 rate divided by 10 at one third and two thirds of the training steps (of the epochs, when their
 number is a multiple of three, as the paper's 90), cross-entropy, at the configured ``precision``.
-Stage ``gap`` exists only for the embedded experiment, whose backbones have no pretrained weights;
-it uses AdamW with a one-cycle schedule, which trains small CNNs from scratch in few epochs.
+Stage ``gap`` trains what a backbone lacks: the whole model from scratch for the embedded
+experiment, whose backbones have no pretrained weights, or (``gap_trains: classifier``) only a new
+linear classifier on a pretrained backbone's frozen features, when the data's classes are not the
+ones it was trained on (the ``transfer`` profile). It uses AdamW with a one-cycle schedule, which
+trains small CNNs from scratch in few epochs.
 
 Every epoch ends with an atomic checkpoint (``state.pt``: trainable weights, optimizer, scheduler,
 gradient scaler, RNG states, epoch and the log) and a rewrite of ``log.jsonl`` (one JSON record per
@@ -53,6 +56,7 @@ LOG_FILE = "log.jsonl"
 # Fields that only change speed or display; a resumed run may change them.
 RUNTIME_FIELDS = ("eval_batch_size", "num_workers")
 OPTIMIZERS = ("sgd", "adamw")  # of stage ca; stage gap always uses AdamW
+GAP_TRAINS = ("all", "classifier")  # what stage gap trains: the whole model, or a linear probe
 
 
 @dataclass
@@ -65,7 +69,10 @@ class TrainConfig:
             recipe ``vit_mod``: AdamW with ``lr`` and ``weight_decay``, warm-up then cosine decay, here a
             one-cycle schedule with 10 % warm-up; ``momentum`` is unused).
         label_smoothing: stage ``ca``, of the cross-entropy (the paper: 0). The logged training loss includes it.
-        gap_epochs, gap_lr, gap_weight_decay: stage ``gap`` (from scratch): AdamW, one-cycle schedule.
+        gap_epochs, gap_lr, gap_weight_decay: stage ``gap``: AdamW, one-cycle schedule.
+        gap_trains: what stage ``gap`` trains: ``"all"`` (the whole model, from scratch) or
+            ``"classifier"`` (a linear probe: only the classifier, on the frozen features of a
+            pretrained backbone whose BatchNorm statistics stay as they are).
         per_model: settings of particular backbones, e.g. ``{convnext_mini: {gap_epochs: 5, lr: 0.003}}``
             (architectures need different amounts of training or step sizes); see :meth:`for_backbone`.
         batch_size: global batch size (each DDP process takes its contiguous share of every batch).
@@ -85,6 +92,7 @@ class TrainConfig:
     gap_epochs: int = 2
     gap_lr: float = 3e-3
     gap_weight_decay: float = 0.05
+    gap_trains: str = "all"
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_size: int = 256
     eval_batch_size: int = 256
@@ -102,6 +110,8 @@ class TrainConfig:
         for name in ("momentum", "weight_decay", "gap_weight_decay", "num_workers"):
             if getattr(self, name) < 0:
                 raise FieldError(name, f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.gap_trains not in GAP_TRAINS:
+            raise FieldError("gap_trains", f"gap_trains: must be one of {GAP_TRAINS}, got {self.gap_trains!r}")
         if self.optimizer not in OPTIMIZERS:
             raise FieldError("optimizer", f"optimizer: must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 <= self.label_smoothing < 1:
@@ -176,6 +186,22 @@ def _adamw_one_cycle(params: list[nn.Parameter], lr: float, weight_decay: float,
 def trainable_module(model: nn.Module) -> nn.Module:
     """What a stage changes and a checkpoint holds: the stream (CA) or the whole model (GAP)."""
     return model.stream if is_ca_model(model) else model
+
+
+def freeze_features(model: nn.Module) -> None:
+    """A linear probe: only the classifier of a GAP model trains; the features are frozen, weights and
+    BatchNorm statistics (call :func:`probe_mode` after every ``model.train()``)."""
+    classifier = model.backbone.get_classifier()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in classifier.parameters():
+        p.requires_grad_(True)
+
+
+def probe_mode(model: nn.Module) -> None:
+    """Evaluation mode for the frozen features of a linear probe, training mode for its classifier."""
+    model.eval()
+    model.backbone.get_classifier().train()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +305,10 @@ def train(
     smoothing = cfg.label_smoothing if stage == "ca" else 0.0
     seed_everything(cfg.seed)
     model.to(device)
-    if stage == "gap" and size > 1 and device.type == "cuda":
+    probe = stage == "gap" and cfg.gap_trains == "classifier"
+    if probe:
+        freeze_features(model)
+    elif stage == "gap" and size > 1 and device.type == "cuda":
         # BatchNorm statistics over the global batch, as in one process (torch syncs them on GPUs only).
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
     part = trainable_module(model)
@@ -302,6 +331,8 @@ def train(
     for epoch in range(len(log), stop):
         start, lr = time.perf_counter(), opt.param_groups[0]["lr"]
         net.train()
+        if probe:
+            probe_mode(model)
         sums = torch.zeros(3, device=device)  # loss sum, correct, images
         loader, weights = _loader(train_set, cfg, epoch, device)
         batches = progress_bar(zip(batches_on(loader, device, classes), weights), desc=f"{stage} {epoch + 1}/{epochs}",

@@ -354,7 +354,8 @@ def _source(name: str, settings: Mapping[str, Any], root: Path, profiles: Mappin
         raise ConfigError(f"{path}.models_from: profiles.{source_name} trains no models of its own "
                           "(it has models_from too)")
     source = parse_profile(source_name, profiles[source_name], check_paths=False, root=root, profiles=profiles)
-    outside = [m for m in check_value(settings.get("models", []), list[str], f"{path}.models") if m not in source.models]
+    models = check_value(settings.get("models", []), list[str], f"{path}.models")
+    outside = [m for m in models if m not in source.models]
     if outside:
         raise ConfigError(f"{path}.models: {outside[0]!r} is not trained by profiles.{source_name} "
                           f"(its models: {', '.join(source.models)})")
@@ -378,7 +379,8 @@ def _check_targets(profile: Profile, source: Profile | None, path: str) -> None:
 
 def training_stages(profile: Profile) -> list[str]:
     """The names of the profile's training stages, as ``keep_stale`` lists them: ``"<backbone>/gap"``
-    (backbones trained here or given a linear classifier, not pretrained ones used as they are), ``"<backbone>/ca"`` (the first seed's stream),
+    (backbones trained here or given a linear classifier, not pretrained ones used as they are),
+    ``"<backbone>/ca"`` (the first seed's stream),
     ``"<backbone>/ca-seed<S>"`` and ``"<backbone>/ca-<ablation>"``."""
     stages = [f"{b}/{s}" for b in profile.models
               for s in (["gap"] if profile.trains_gap(b) else [])

@@ -22,7 +22,7 @@ from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.prediction import accuracy
 from ca_core.metrics import evaluate_maps
 from ca_core.saliency import explain
-from ca_core.train import TrainConfig, train
+from ca_core.training import TrainConfig, train
 from ca_core.utils import seed_everything
 
 BASE = ShapesConfig()

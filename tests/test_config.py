@@ -13,7 +13,7 @@ from ca_core.repro import config
 from ca_core.repro.config import ConfigError, from_dict, load_all, load_profile, parse_profile
 from ca_core.data import FolderData, Mit67Data, PhotosConfig, ShapesConfig
 from ca_core.evaluation import EvalConfig
-from ca_core.train import TrainConfig
+from ca_core.training import TrainConfig
 from ca_core.utils import FieldError
 
 ROOT = Path(__file__).resolve().parents[1]

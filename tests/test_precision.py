@@ -10,7 +10,7 @@ from ca_core import build_model
 from ca_core.prediction import predict
 from ca_core.metrics import evaluate_maps
 from ca_core.saliency import METHODS, explain
-from ca_core.train import TrainConfig, train
+from ca_core.training import TrainConfig, train
 from ca_core.utils import autocast, check_precision
 from support import randomize
 

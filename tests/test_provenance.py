@@ -16,7 +16,7 @@ from ca_core.models import compose, load_model
 from ca_core.repro import experiment, runs
 from ca_core.repro.keys import evaluation_key, stage_key, weights_digest
 from ca_core.repro.config import Profile
-from ca_core.train import TrainConfig
+from ca_core.training import TrainConfig
 
 torch.set_num_threads(1)
 

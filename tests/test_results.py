@@ -14,7 +14,7 @@ from ca_core.evaluation import EvalConfig, evaluate_model
 from ca_core.repro import regime, runs, summary as run_summary
 from ca_core.repro.claims import Verdict
 from ca_core.repro.config import Profile
-from ca_core.train import TrainConfig
+from ca_core.training import TrainConfig
 
 torch.set_num_threads(1)
 

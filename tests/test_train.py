@@ -18,7 +18,7 @@ from ca_core.distributed import gather_per_image, rank_share, shard_indices
 from ca_core.models import read_checkpoint
 from ca_core.prediction import accuracy, predict
 from ca_core.repro.cli import train_main
-from ca_core.train import TrainConfig, checkpoint_file, epoch_batches, train
+from ca_core.training import TrainConfig, checkpoint_file, epoch_batches, train
 
 torch.set_num_threads(1)
 DATA = ShapesConfig(seed=1, image_size=32, num_classes=4, train=64, val=16, test=16)
@@ -114,7 +114,7 @@ def test_label_smoothing_changes_the_ca_loss_only(tmp_path, sets):
 
 
 def test_ca_schedule_decays_at_thirds_of_the_steps_when_epochs_are_not_a_multiple_of_three():
-    from ca_core.train import make_optimizer
+    from ca_core.training import make_optimizer
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt, sched = make_optimizer(TrainConfig(epochs=1, lr=0.1), "ca", [param], steps_per_epoch=9)
@@ -129,7 +129,7 @@ def test_ca_schedule_decays_at_thirds_of_the_steps_when_epochs_are_not_a_multipl
 def test_ca_adamw_recipe_warms_up_to_lr_then_anneals_and_bad_names_are_refused():
     """``optimizer: adamw`` (the authors' alternative recipe): AdamW with the stage's lr and weight decay,
     the lr rising over the first 10 % of the steps to ``lr``, then decaying towards 0."""
-    from ca_core.train import make_optimizer
+    from ca_core.training import make_optimizer
 
     param = torch.nn.Parameter(torch.zeros(1))
     opt, sched = make_optimizer(TrainConfig(epochs=2, lr=3e-4, weight_decay=0.3, optimizer="adamw"), "ca", [param],

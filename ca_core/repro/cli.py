@@ -1,6 +1,6 @@
 """``python -m ca_core.train``: one training stage of one backbone on a profile's data (also under torchrun).
 
-The training loop is the library's (:func:`ca_core.train.train`); this command reads a profile for
+The training loop is the library's (:func:`ca_core.training.train`); this command reads a profile for
 the data and the settings, assembles the model the stage trains, and prints the result as JSON.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from .. import distributed
 from ..prediction import accuracy
 from ..models import compose
-from ..train import STAGES, TrainConfig, train
+from ..training import STAGES, TrainConfig, train
 from .config import CONFIG_FILE, ConfigError, load_profile
 from .experiment import SHAPES_ROOT, datasets, evaluate_all, prepare_stage
 from .keys import stage_key

@@ -4,7 +4,7 @@ A profile (``smoke``, ``default``, ``imagenet``) has one section per part of the
 section maps 1:1 onto a dataclass owned by the module that uses it: ``data`` onto
 :class:`ca_core.data.ShapesConfig` (``kind: shapes``), :class:`ca_core.data.FolderData`
 (``kind: folders``) or :class:`ca_core.data.Mit67Data` (``kind: mit67``),
-``train`` onto :class:`ca_core.train.TrainConfig`, ``eval`` onto
+``train`` onto :class:`ca_core.training.TrainConfig`, ``eval`` onto
 :class:`ca_core.evaluation.EvalConfig`; ``models`` lists the timm backbones. :class:`Profile` is
 the typed result. A profile with ``models_from: <other profile>`` trains nothing: it shows that
 profile's trained models on its own data (and takes its ``train``, ``seeds`` and ``pretrained``).
@@ -30,7 +30,7 @@ import yaml
 
 from ..data import FolderData, Mit67Data, PhotosConfig, ShapesConfig
 from ..evaluation import EvalConfig
-from ..train import TrainConfig
+from ..training import TrainConfig
 from ..utils import FieldError
 
 CONFIG_FILE = Path("_config.yml")

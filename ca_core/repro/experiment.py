@@ -23,7 +23,7 @@ from ..distributed import is_main
 from ..evaluation import evaluate_model, methods_for, read_json
 from ..models import POOLINGS, backbone_of, compose, read_checkpoint
 from ..provenance import state_digest
-from ..train import checkpoint_file, train
+from ..training import checkpoint_file, train
 from ..utils import default_device, seed_everything, set_aside, write_json
 from .config import Profile
 from .keys import evaluation_key, evaluation_settings, stage_key, weights_digest
@@ -234,7 +234,7 @@ def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None,
 
 
 def _result_cells(result: dict[str, Any]) -> dict[str, Any]:
-    """A training result (:func:`ca_core.train.train`) as table cells, accuracies in percent."""
+    """A training result (:func:`ca_core.training.train`) as table cells, accuracies in percent."""
     percent = {k: 100 * result[k] for k in ("train_acc", "val_acc") if k in result}
     return {"Epochs": result.get("epochs_done"), "Train loss": result.get("train_loss"),
             "Train acc. %": percent.get("train_acc"), "Val. acc. %": percent.get("val_acc"),

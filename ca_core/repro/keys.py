@@ -28,13 +28,13 @@ from torch import nn
 from ..evaluation import EvalConfig
 from ..models import backbone_of
 from ..provenance import PACKAGE_DIR, code_digest, digest, notebook_modules, state_digest
-from ..train import TrainConfig
+from ..training import TrainConfig
 from .config import Profile
 
 #: The module whose code (with all it imports) the shapes cache's key covers (:func:`ca_core.data.shapes.cache_key`).
 SHAPES_CODE = "ca_core.data.shapes"
 #: The modules whose code (with all they import) a training stage's key covers.
-TRAIN_CODE = ("ca_core.train", "ca_core.models", "ca_core.data")
+TRAIN_CODE = ("ca_core.training", "ca_core.models", "ca_core.data")
 #: The modules whose code (with all they import) an evaluation's key covers.
 EVAL_CODE = ("ca_core.evaluation", "ca_core.data")
 

@@ -1,6 +1,6 @@
 """The folder of a run, ``runs/<profile>/``, and what lies where in it.
 
-``train/<backbone>/<stage>/``: checkpoints and ``log.jsonl`` of :func:`ca_core.train.train`
+``train/<backbone>/<stage>/``: checkpoints and ``log.jsonl`` of :func:`ca_core.training.train`
 (stage ``gap`` then ``ca``) and ``provenance.json``, the key the stage was made for;
 ``eval/<backbone>/<pooling>/``: the files of :func:`ca_core.evaluation.evaluate_model`, whose
 ``<method>/manifest.json`` holds the key of the last complete evaluation; ``timings.json``: the
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..evaluation import MANIFEST_FILE, read_calibration, read_extra, read_json, read_predictions, read_results
 from ..provenance import digest
-from ..train import STAGES, checkpoint_file
+from ..training import STAGES, checkpoint_file
 from ..utils import ORPHAN
 from .config import Profile
 
@@ -50,7 +50,7 @@ def stage_dir(profile: Profile, backbone: str, stage: str, seed: int | None = No
 
 def checkpoint_path(profile: Profile, backbone: str, stage: str, seed: int | None = None,
                     ablation: str | None = None) -> Path:
-    """The checkpoint :func:`ca_core.train.train` leaves for a stage."""
+    """The checkpoint :func:`ca_core.training.train` leaves for a stage."""
     return checkpoint_file(stage_dir(profile, backbone, stage, seed, ablation))
 
 

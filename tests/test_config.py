@@ -11,6 +11,7 @@ import yaml
 
 from ca_core.repro import config
 from ca_core.repro.config import ConfigError, from_dict, load_all, load_profile, parse_profile
+from ca_core.repro.runs import Run
 from ca_core.data import FolderData, Mit67Data, PhotosConfig, ShapesConfig
 from ca_core.evaluation import EvalConfig
 from ca_core.training import TrainConfig
@@ -44,7 +45,7 @@ def test_every_profile_validates_into_the_section_dataclasses():
     mit67 = profiles["mit67"]  # the paper's Fig. 3: the ImageNet models on MIT 67 scenes
     assert mit67.models_from == "imagenet" and mit67.data_kind == "mit67" and mit67.num_classes == 1000
     assert mit67.train == imagenet.train and mit67.pretrained and not mit67.labelled
-    assert mit67.train_run_dir == imagenet.run_dir and mit67.run_dir != imagenet.run_dir
+    assert Run(mit67).train_folder == Run(imagenet).train_folder and Run(mit67).folder != Run(imagenet).folder
 
 
 def test_smoke_is_smaller_than_default():

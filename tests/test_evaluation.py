@@ -12,56 +12,62 @@ from ca_core import build_model
 from ca_core.repro import paper, report
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.evaluation import EvalConfig, evaluate_model, images_for
-from ca_core.repro.runs import load_predictions, load_results
+from ca_core.repro.config import Profile
+from ca_core.repro.runs import Run
+from ca_core.training import TrainConfig
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> types.SimpleNamespace:
-    """GAP and CA resnet_mini (untrained) evaluated on 3 test images of 32 px, one image per chunk."""
+def evaluated(tmp_path_factory) -> types.SimpleNamespace:
+    """GAP and CA resnet_mini (untrained) evaluated on 3 test images of 32 px, one image per chunk,
+    into the folder of a :class:`Run` (``run``); the test split (``test``) and the models (``nets``)."""
     torch.manual_seed(0)
-    test = shapes_dataset(ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6), "test", root=None)
+    data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6)
+    test = shapes_dataset(data, "test", root=None)
     cfg = EvalConfig(methods=("attention", "gradcam"), num_images=3, batch_size=2, chunk_size=1, n_boot=100)
-    run_dir = tmp_path_factory.mktemp("run")
+    run = Run(Profile(name="run", data=data, models=["resnet_mini"], train=TrainConfig(), eval=cfg,
+                      root=tmp_path_factory.mktemp("project")))
     gap = build_model("resnet_mini", "gap", num_classes=4)
     models = {"gap": gap, "ca": build_model(gap, "ca")}
     for pooling, model in models.items():
-        evaluate_model(model, pooling, test, cfg, run_dir / "eval/resnet_mini" / pooling, "key-1", progress=False)
-    return types.SimpleNamespace(run_dir=run_dir, train_run_dir=run_dir, models=["resnet_mini"], eval=cfg, test=test,
-                                 nets=models, seeds=[0], labelled=True, models_from=None)
+        evaluate_model(model, pooling, test, cfg, run.model_dir("resnet_mini", pooling), "key-1", progress=False)
+    return types.SimpleNamespace(run=run, eval=cfg, test=test, nets=models)
 
 
-def test_results_are_per_image_and_complete(run):
-    files = sorted(p.relative_to(run.run_dir / "eval").as_posix() for p in (run.run_dir / "eval").rglob("*.npz"))
+def test_results_are_per_image_and_complete(evaluated):
+    run = evaluated.run
+    files = sorted(p.relative_to(run.eval_folder).as_posix() for p in run.eval_folder.rglob("*.npz"))
     chunks = [f"part-0000{i}.npz" for i in range(3)] + ["road.npz", "sanity.npz"]  # + ROAD, sanity check
     assert files == [f"resnet_mini/ca/{m}/{f}" for m in ("attention", "gradcam") for f in chunks] + [
         "resnet_mini/ca/predictions.npz"] + [f"resnet_mini/gap/gradcam/{f}" for f in chunks] + [
         "resnet_mini/gap/predictions.npz"]  # no raw attention for GAP
-    res = load_results(run, "resnet_mini", "ca", "gradcam")
+    res = run.results("resnet_mini", "ca", "gradcam")
     assert res["index"].tolist() == [0, 1, 2] and res["maps"].shape == (3, 4, 4)
-    assert res["label"].tolist() == [run.test[i][1] for i in range(3)]
+    assert res["label"].tolist() == [evaluated.test[i][1] for i in range(3)]
     for key in ("ad", "ag", "ai", "insertion", "deletion", "pointing", "energy"):
         assert res[key].shape == (3,) and np.all((res[key] >= 0) & (res[key] <= 1)), key
     assert res["insertion_curve"].shape[0] == 3
-    pred = load_predictions(run, "resnet_mini", "gap")
-    assert len(pred["correct"]) == len(run.test)  # accuracy on the whole test split
+    pred = run.predictions("resnet_mini", "gap")
+    assert len(pred["correct"]) == len(evaluated.test)  # accuracy on the whole test split
 
 
-def test_resumes_and_recomputes_only_for_another_fingerprint(run):
-    folder = run.run_dir / "eval/resnet_mini/ca"
+def test_resumes_and_recomputes_only_for_another_fingerprint(evaluated):
+    folder = evaluated.run.model_dir("resnet_mini", "ca")
     part = folder / "gradcam/part-00001.npz"
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npz")}
     part.unlink()  # an interrupted run: one chunk missing
-    evaluate_model(run.nets["ca"], "ca", run.test, run.eval, folder, "key-1", progress=False)
+    evaluate_model(evaluated.nets["ca"], "ca", evaluated.test, evaluated.eval, folder, "key-1", progress=False)
     after = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npz")}
     assert [p for p in after if after[p] != before.get(p)] == [part]
-    evaluate_model(run.nets["ca"], "ca", run.test, run.eval, folder, "key-2", progress=False)
+    evaluate_model(evaluated.nets["ca"], "ca", evaluated.test, evaluated.eval, folder, "key-2", progress=False)
     assert all(p.stat().st_mtime_ns != after[p] for p in folder.rglob("*.npz"))
     assert not list(folder.rglob("*.tmp"))
 
 
-def test_tables_put_the_paper_beside_this_run(run):
+def test_tables_put_the_paper_beside_this_run(evaluated):
+    run = evaluated.run
     rows = report.interpretability_table(run)
     ours = [r for r in rows if r["Source"].startswith("this run")]
     theirs = [r for r in rows if r["Source"].startswith("paper (ResNet-50")]

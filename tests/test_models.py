@@ -191,14 +191,17 @@ def test_stream_checkpoint_round_trip(tiny_ca: CAStream, tmp_path) -> None:
     torch.testing.assert_close(other(x), tiny_ca(x))
 
 
-def test_gap_checkpoint_is_a_plain_timm_state_dict(tmp_path) -> None:
+def test_gap_checkpoint_is_a_plain_timm_state_dict(tmp_path, capsys) -> None:
     gap = build_model("resnet18", pooling="gap", num_classes=5)
     path = tmp_path / "gap.safetensors"
     save_model(gap, path)
     ca = build_model("resnet18", pooling="ca", num_classes=5, pretrained=path)
     torch.testing.assert_close(ca.backbone.fc.weight, gap.backbone.fc.weight)
+    seven = build_model("resnet18", pooling="gap", num_classes=7, pretrained=path)  # features only, announced
+    assert "loaded all but the classifier (fc.bias, fc.weight)" in capsys.readouterr().err
+    torch.testing.assert_close(seven.backbone.conv1.weight, gap.backbone.conv1.weight)
     with pytest.raises(ValueError, match="do not fit"):
-        build_model("resnet18", pooling="gap", num_classes=7, pretrained=path)
+        build_model("resnet34", pooling="gap", num_classes=5, pretrained=path)
 
 
 def test_checkpoint_that_does_not_fit_is_a_clear_error(tiny_ca: CAStream, tmp_path) -> None:

@@ -14,8 +14,9 @@ from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.evaluation import EvalConfig, evaluate_model, read_results
 from ca_core.models import compose, load_model
 from ca_core.repro import experiment, runs
-from ca_core.repro.keys import evaluation_key, stage_key, weights_digest
 from ca_core.repro.config import Profile
+from ca_core.repro.keys import evaluation_key, stage_key, weights_digest
+from ca_core.repro.runs import Run
 from ca_core.training import TrainConfig
 
 torch.set_num_threads(1)
@@ -106,6 +107,8 @@ def test_an_unreadable_chunk_is_recomputed_with_a_warning(setup, tmp_path):
 
 
 def _profile(tmp_path) -> Profile:
+    """A profile of two one-epoch stages on tiny shapes (its settings are edited in place by the tests:
+    a :class:`Run` holds the same profile object)."""
     return Profile(name="prov", data=ShapesConfig(image_size=32, num_classes=4, train=32, val=8, test=8),
                    models=["resnet_mini"], eval=EvalConfig(), seeds=[0], root=tmp_path,
                    train=TrainConfig(gap_epochs=1, epochs=1, batch_size=16, eval_batch_size=16),
@@ -116,16 +119,17 @@ def test_a_settings_change_retrains_its_stages(tmp_path, monkeypatch):
     """Scenario 3: a stage made for another key (here: other train settings; code edits change the
     key as tests/test_keys.py shows) trains again, with a warning, and records the new key."""
     profile = _profile(tmp_path)
-    experiment.train_all(profile, progress=False)
-    ckpt = runs.checkpoint_path(profile, "resnet_mini", "ca")
+    run = Run(profile)
+    experiment.train_all(run, progress=False)
+    ckpt = run.checkpoint_path("resnet_mini", "ca")
     first = ckpt.stat().st_mtime_ns
-    record = runs.stage_dir(profile, "resnet_mini", "ca") / runs.PROVENANCE_FILE
+    record = run.stage_dir("resnet_mini", "ca") / runs.PROVENANCE_FILE
     key_before = record.read_text()
-    experiment.train_all(profile, progress=False)  # unchanged: reused
+    experiment.train_all(run, progress=False)  # unchanged: reused
     assert ckpt.stat().st_mtime_ns == first
     profile.train = dataclasses.replace(profile.train, lr=profile.train.lr / 2)
     with pytest.warns(UserWarning, match="trained by other code or settings"):
-        experiment.train_all(profile, progress=False)
+        experiment.train_all(run, progress=False)
     assert ckpt.stat().st_mtime_ns != first  # written again
     assert record.read_text() != key_before  # recorded under the new key
     assert len(list(ckpt.parent.parent.glob("ca.orphan-*"))) == 1  # the old one kept aside
@@ -137,39 +141,41 @@ def test_stages_kept_stale_on_request_are_kept_whatever_changed_and_marked(tmp_p
     from ca_core.repro import notices
 
     profile = _profile(tmp_path)
-    experiment.train_all(profile, progress=False)
-    paths = {s: runs.checkpoint_path(profile, "resnet_mini", s) for s in ("gap", "ca")}
+    run = Run(profile)
+    experiment.train_all(run, progress=False)
+    paths = {s: run.checkpoint_path("resnet_mini", s) for s in ("gap", "ca")}
     before = {s: p.read_bytes() for s, p in paths.items()}
     profile.train = dataclasses.replace(profile.train, epochs=2, gap_epochs=2)
     profile.keep_stale = ["resnet_mini/gap", "resnet_mini/ca"]
     with pytest.warns(UserWarning, match="kept, as keep_stale asks"):
-        rows = experiment.train_all(profile, progress=False)
+        rows = experiment.train_all(run, progress=False)
     assert {s: p.read_bytes() for s, p in paths.items()} == before
     assert [r["Stage"] for r in rows] == ["GAP (kept stale)", "CA (kept stale)"]
     assert [r["Epochs"] for r in rows] == [1, 1]
-    assert notices.kept_stale(profile) == ["resnet_mini/ca", "resnet_mini/gap"]
-    assert notices.backbone_label(profile, "resnet_mini") == "resnet_mini" + notices.STALE_MARK
-    assert "resnet_mini/ca" in notices.stale_notice(profile)
+    assert notices.kept_stale(run) == ["resnet_mini/ca", "resnet_mini/gap"]
+    assert notices.backbone_label(run, "resnet_mini") == "resnet_mini" + notices.STALE_MARK
+    assert "resnet_mini/ca" in notices.stale_notice(run)
     profile.train = dataclasses.replace(profile.train, epochs=1, gap_epochs=1)  # the settings are back
     profile.keep_stale = []
-    experiment.train_all(profile, progress=False)
-    assert notices.kept_stale(profile) == [] and notices.stale_notice(profile) == ""
+    experiment.train_all(run, progress=False)
+    assert notices.kept_stale(run) == [] and notices.stale_notice(run) == ""
 
 
 def test_a_stream_is_never_kept_on_a_retrained_backbone(tmp_path, monkeypatch):
     """Item 5: the GAP stage retrains (not kept); the stream asked to be kept was trained on the old
     backbone, so it is refused (moved aside, trained again) and loading it onto the new one fails."""
     profile = _profile(tmp_path)
-    experiment.train_all(profile, progress=False)
-    ca = runs.checkpoint_path(profile, "resnet_mini", "ca")
+    run = Run(profile)
+    experiment.train_all(run, progress=False)
+    ca = run.checkpoint_path("resnet_mini", "ca")
     profile.train = dataclasses.replace(profile.train, gap_epochs=2)
     profile.keep_stale = ["resnet_mini/ca"]
     with pytest.warns(UserWarning, match="stream trained on other backbone weights, which keep_stale cannot keep"):
-        experiment.train_all(profile, progress=False)
+        experiment.train_all(run, progress=False)
     (aside,) = ca.parent.parent.glob("ca.orphan-*")
-    experiment.load_trained(profile, "resnet_mini", "ca")  # the new stream fits the new backbone
+    experiment.load_trained(run, "resnet_mini", "ca")  # the new stream fits the new backbone
     with pytest.raises(ValueError, match="trained on other backbone weights"):
-        compose("resnet_mini", "ca", 4, gap_checkpoint=runs.checkpoint_path(profile, "resnet_mini", "gap"),
+        compose("resnet_mini", "ca", 4, gap_checkpoint=run.checkpoint_path("resnet_mini", "gap"),
                 ca_checkpoint=aside / ca.name)
 
 
@@ -210,7 +216,10 @@ def test_two_backbones_trained_alike_have_different_stage_keys(tmp_path):
 def test_a_stage_without_a_readable_record_is_set_aside_never_deleted(tmp_path, record):
     """A stage folder with no provenance.json (or a corrupt one) is moved aside with a message that
     names where it went and how to discard it; the stage then starts afresh under its key."""
-    folder = tmp_path / "runs/p/train/resnet_mini/ca"
+    run = Run(Profile(name="p", data=ShapesConfig(), models=["resnet_mini"], train=TrainConfig(), eval=EvalConfig(),
+                      root=tmp_path))
+    folder = run.stage_dir("resnet_mini", "ca")
+    assert folder == tmp_path.resolve() / "runs/p/train/resnet_mini/ca"
     folder.mkdir(parents=True)
     (folder / "model.safetensors").write_bytes(b"ninety epochs")
     if record is not None:
@@ -222,7 +231,7 @@ def test_a_stage_without_a_readable_record_is_set_aside_never_deleted(tmp_path, 
     assert (aside / "model.safetensors").read_bytes() == b"ninety epochs"
     assert sorted(p.name for p in folder.iterdir()) == [runs.PROVENANCE_FILE]
     # not the orphan
-    assert [a.path for a in runs.artefacts(tmp_path / "runs/p", ("train",))] == ["train/resnet_mini/ca"]
+    assert [a.path for a in run.artefacts(("train",))] == ["train/resnet_mini/ca"]
 
 
 def test_a_checkpoint_without_its_pooling_is_a_clear_error(tmp_path):

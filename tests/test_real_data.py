@@ -19,6 +19,7 @@ from ca_core import build_model, save_model
 from ca_core.evaluation import read_predictions, read_results
 from ca_core.repro import experiment, pipeline
 from ca_core.repro.config import ConfigError, load_profile
+from ca_core.repro.runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("circle", "square", "stripes")
@@ -142,8 +143,8 @@ def test_a_profile_shows_another_profiles_models_on_images_of_other_classes(proj
     config = project / "_config.yml"
     with pytest.raises(FileNotFoundError,
                        match=r"train them first \(python -m ca_core.pipeline --profile never-trained\)"):
-        experiment.train_all(dataclasses.replace(load_profile("scenes", config, check_paths=False),
-                                                 models_from="never-trained"))
+        experiment.train_all(Run(dataclasses.replace(load_profile("scenes", config, check_paths=False),
+                                                     models_from="never-trained")))
     pipeline.run("folders", config=config, book=False, log=lambda _: None)  # the models (reused if made above)
     timings = pipeline.run("scenes", config=config, book=False, log=lambda _: None)
     assert set(timings["steps"]) >= {"02_train", "06_reproduction"}

@@ -79,10 +79,10 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
 def test_the_pipeline_refuses_a_busy_profile_in_one_line(tmp_path):
     from ca_core.repro import pipeline
     from ca_core.repro.config import load_profile
+    from ca_core.repro.runs import Run
 
     config = pipeline.CONFIG_FILE.resolve()
-    run_dir = config.parent / load_profile("smoke", config).run_dir
-    with run_lock(run_dir):
+    with run_lock(Run(load_profile("smoke", config)).folder):
         result = subprocess.run([sys.executable, "-m", "ca_core.pipeline", "--profile", "smoke", "--no-book"],
                                 cwd=config.parent, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1

@@ -11,22 +11,24 @@ import torch
 from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
 from ca_core.evaluation import EvalConfig, evaluate_model
-from ca_core.repro import regime, runs, summary as run_summary
+from ca_core.repro import regime, summary as run_summary
 from ca_core.repro.claims import Verdict
 from ca_core.repro.config import Profile
+from ca_core.repro.runs import Run
 from ca_core.training import TrainConfig
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def evaluated(tmp_path_factory):
     """GAP and two (untrained) CA streams of resnet_mini, evaluated on 4 test images with masks."""
     root = tmp_path_factory.mktemp("project")
     data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6)
     profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[0, 1], train=TrainConfig(), root=root,
                       eval=EvalConfig(methods=("attention", "gradcam", "random", "centre"), num_images=4,
                                       batch_size=4, chunk_size=4, n_boot=50))
+    run = Run(profile)
     test = shapes_dataset(data, "test", root=None)
     torch.manual_seed(0)
     gap = build_model("resnet_mini", "gap", num_classes=4)
@@ -35,25 +37,26 @@ def run(tmp_path_factory):
         torch.manual_seed(10 + seed)
         models[("ca", seed)] = build_model(gap, "ca")
     for (pooling, seed), model in models.items():
-        evaluate_model(model, pooling, test, profile.eval, runs.model_dir(profile, "resnet_mini", pooling, seed),
+        evaluate_model(model, pooling, test, profile.eval, run.model_dir("resnet_mini", pooling, seed),
                        "key", progress=False, extra_seed=seed == 1, calibration_set=test)
-    summary = run_summary.results_summary(profile)
-    path = run_summary.write_results(profile)
+    summary = run_summary.results_summary(run)
+    path = run_summary.write_results(run)
     written = json.loads(path.read_text())
-    checked = regime.regime_check(profile)
-    expected = {m: runs.load_results(profile, "resnet_mini", "gap", m) for m in ("gradcam", "centre")}
-    predictions = runs.load_predictions(profile, "resnet_mini", "gap")
-    return dict(profile=profile, summary=summary, written=written, regime=checked, expected=expected,
+    checked = regime.regime_check(run)
+    expected = {m: run.results("resnet_mini", "gap", m) for m in ("gradcam", "centre")}
+    predictions = run.predictions("resnet_mini", "gap")
+    return dict(run=run, path=path, summary=summary, written=written, regime=checked, expected=expected,
                 predictions=predictions)
 
 
-def test_results_json_schema(run):
-    s = run["summary"]
+def test_results_json_schema(evaluated):
+    s = evaluated["summary"]
     assert set(s) == {"schema", "profile", "seeds", "settings", "kept_stale", "accuracy", "calibration", "results",
                       "claims", "normalised", "road", "sanity", "regime", "targets", "reproduction"}
     assert s["reproduction"] is None  # no committed reference for this profile
     assert s["schema"] == run_summary.SCHEMA and s["seeds"] == [0, 1] and s["settings"]["seeds"] == [0, 1]
-    assert run["written"] == json.loads(json.dumps(s))  # what was written is the summary, as JSON
+    assert evaluated["written"] == json.loads(json.dumps(s))  # what was written is the summary, as JSON
+    assert evaluated["path"] == evaluated["run"].root / "runs/tiny/results.json"
     assert {(a["pooling"], a["seed"]) for a in s["accuracy"]} == {("gap", None), ("ca", 0), ("ca", 1)}
     kinds = {(r["pooling"], r["seed"], r["method"]): r["kind"] for r in s["results"]}
     assert kinds[("gap", None, "random")] == kinds[("ca", 1, "centre")] == "baseline"
@@ -173,11 +176,11 @@ def test_the_library_gives_every_verdict_as_the_rule_says_on_constructed_claims(
     assert seen == {v.value for v in Verdict}
 
 
-def test_each_verdict_and_holm_p_follow_from_the_rows_own_numbers(run):
+def test_each_verdict_and_holm_p_follow_from_the_rows_own_numbers(evaluated):
     """Every comparison's p_holm is Holm's adjustment of the raw p over its family (per comparison:
     the CAM claims, the accuracy equivalence tests, the baselines' own rows), and its verdict is
     what :func:`verdict_by_hand` gives from its interval, p_holm, claim and direction."""
-    s = run["summary"]
+    s = evaluated["summary"]
     margin = s["settings"]["eval"]["equivalence_margin"]
     seen = set()
     for name in ("raw", "vs_random", "vs_centre", "calibrated"):
@@ -192,19 +195,46 @@ def test_each_verdict_and_holm_p_follow_from_the_rows_own_numbers(run):
     assert seen >= {"equivalence not shown", "not significant"}, seen
 
 
-def test_regime_check_is_computed_from_the_saved_results(run):
-    (row,) = run["regime"]
-    cam, centre = run["expected"]["gradcam"], run["expected"]["centre"]
+def test_regime_check_is_computed_from_the_saved_results(evaluated):
+    (row,) = evaluated["regime"]
+    cam, centre = evaluated["expected"]["gradcam"], evaluated["expected"]["centre"]
     assert row["gradcam_pointing"] == pytest.approx(100 * cam["pointing_tol"].mean())
     assert row["centre_pointing"] == pytest.approx(100 * centre["pointing_tol"].mean())
     energy_gain = 100 * (cam["energy"] - centre["energy"]).mean()
     assert row["gradcam_energy"] - row["centre_energy"] == pytest.approx(energy_gain)
-    assert row["gap_accuracy"] == pytest.approx(100 * run["predictions"]["correct"].mean())
+    assert row["gap_accuracy"] == pytest.approx(100 * evaluated["predictions"]["correct"].mean())
     t = regime.REGIME_TARGETS
     assert row["ok"]["pointing"] == (row["gradcam_pointing"] >= t["pointing"])
     assert row["ok"]["energy_over_centre"] == (row["gradcam_energy"] - row["centre_energy"] >= t["energy_over_centre"])
     assert row["ok"]["gap_accuracy"] == (row["gap_accuracy"] >= 90) and isinstance(row["ok"]["ca_accuracy_drop"], bool)
     assert np.isfinite(list(row.values())[2:7]).all()
+
+
+def test_a_run_owns_the_layout_of_its_folder(tmp_path):
+    """Every path of a run folder comes from :class:`Run`, absolute under the profile's root: one folder
+    per model (``gap``, ``ca`` for the primary seed, ``ca-seed<S>``, ``ca-<ablation>``), training stages
+    in the ``models_from`` profile's folder."""
+    from ca_core.repro.config import Ablation
+
+    data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=5)
+    profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[3, 4], train=TrainConfig(),
+                      eval=EvalConfig(), root=tmp_path, ablations={"slow": Ablation("resnet_mini", {"lr": 0.01})})
+    run = Run(profile)
+    assert run.root == tmp_path.resolve() and run.folder == run.root / "runs/tiny"
+    assert run.eval_folder == run.folder / "eval" and run.train_folder == run.folder / "train"
+    assert (run.timings_path, run.results_path) == (run.folder / "timings.json", run.folder / "results.json")
+    assert [run.variant(p, s) for _, p, s in run.trained_models()] == ["gap", "ca", "ca-seed4"]
+    assert run.variant("ca", ablation="slow") == "ca-slow" and list(run.ablations()) == [("resnet_mini", "slow")]
+    assert run.stage_dir("resnet_mini", "ca", 4) == run.folder / "train/resnet_mini/ca-seed4"
+    assert run.checkpoints("resnet_mini", "ca", 4) == [run.checkpoint_path("resnet_mini", "gap"),
+                                                       run.folder / "train/resnet_mini/ca-seed4/model.safetensors"]
+    assert run.model_dir("resnet_mini", "ca", ablation="slow") == run.folder / "eval/resnet_mini/ca-slow"
+    with pytest.raises(ValueError, match="seed 5 is not one of the profile's seeds"):
+        run.variant("ca", 5)
+    shown = Run(Profile(name="other", data=data, models=["resnet_mini"], train=TrainConfig(), eval=EvalConfig(),
+                        root=tmp_path, models_from="tiny"))
+    assert shown.train_folder == run.train_folder and shown.eval_folder == run.root / "runs/other/eval"
+    assert shown.checkpoint_path("resnet_mini", "gap") == run.checkpoint_path("resnet_mini", "gap")
 
 
 def test_attention_study_compares_the_trained_stream_with_its_initialisation(tmp_path, monkeypatch):
@@ -218,10 +248,11 @@ def test_attention_study_compares_the_trained_stream_with_its_initialisation(tmp
     profile = Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[3], train=TrainConfig(), root=tmp_path,
                       eval=EvalConfig(methods=("attention",), num_images=5, batch_size=5, chunk_size=5))
     torch.manual_seed(0)
-    save_model(build_model("resnet_mini", "gap", num_classes=4), runs.checkpoint_path(profile, "resnet_mini", "gap"))
-    initial = experiment.initial_model(profile, "resnet_mini", "ca", 3)
-    save_model(initial, runs.checkpoint_path(profile, "resnet_mini", "ca", 3))
-    rows = views.attention_study(profile, "resnet_mini", n=5)
+    run = Run(profile)
+    save_model(build_model("resnet_mini", "gap", num_classes=4), run.checkpoint_path("resnet_mini", "gap"))
+    initial = experiment.initial_model(run, "resnet_mini", "ca", 3)
+    save_model(initial, run.checkpoint_path("resnet_mini", "ca", 3))
+    rows = views.attention_study(run, "resnet_mini", n=5)
     assert len(rows) == len(initial.taps)
     for row in rows:
         assert row["entropy"] == pytest.approx(row["entropy_init"], abs=1e-6)
@@ -232,7 +263,7 @@ def test_attention_study_compares_the_trained_stream_with_its_initialisation(tmp
 
     with torch.no_grad():
         initial.stream.cls_token.mul_(50)
-    save_model(initial, runs.checkpoint_path(profile, "resnet_mini", "ca", 3))
-    sharp = views.attention_study(profile, "resnet_mini", n=5)
+    save_model(initial, run.checkpoint_path("resnet_mini", "ca", 3))
+    sharp = views.attention_study(run, "resnet_mini", n=5)
     assert sharp[0]["entropy"] < rows[0]["entropy_init"] - 0.05
     assert sharp[0]["entropy_init"] == pytest.approx(rows[0]["entropy_init"], abs=1e-6)

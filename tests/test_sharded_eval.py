@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ca_core.repro import experiment, runs
+from ca_core.repro import experiment
 from ca_core.repro.cli import evaluate_main
 from ca_core.repro.config import load_profile
+from ca_core.repro.runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = {
@@ -26,11 +27,11 @@ PROFILE = {
 }
 
 
-def results(profile) -> dict[tuple, dict[str, np.ndarray]]:
+def results(run: Run) -> dict[tuple, dict[str, np.ndarray]]:
     out = {}
-    for backbone, method, pooling in experiment.evaluated_cells(profile):
-        for seed in (profile.seeds if pooling == "ca" else [None]):
-            out[(method, pooling, seed)] = runs.load_results(profile, backbone, pooling, method, seed)
+    for backbone, method, pooling in run.evaluated_cells():
+        for seed in (run.profile.seeds if pooling == "ca" else [None]):
+            out[(method, pooling, seed)] = run.results(backbone, pooling, method, seed)
     return out
 
 
@@ -38,32 +39,32 @@ def test_two_processes_write_what_one_writes_and_resume_per_chunk(tmp_path):
     config = tmp_path / "_config.yml"
     config.write_text(json.dumps({"profiles": {"tiny": PROFILE}}))
     torch.set_num_threads(1)
-    profile = load_profile("tiny", config)
-    experiment.train_all(profile, progress=False)
+    run = Run(load_profile("tiny", config))
+    experiment.train_all(run, progress=False)
     options = ["--profile", "tiny", "--config", str(config), "--no-progress", "--threads", "1"]
     assert evaluate_main(options) == 0
-    one = results(profile)
+    one = results(run)
 
-    (tmp_path / "runs/tiny/eval").rename(tmp_path / "one-process")
+    run.eval_folder.rename(tmp_path / "one-process")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
                "-m", "ca_core.evaluate", "--profile", "tiny", "--no-progress", "--threads", "1"]
-    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    two = results(profile)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = results(run)
     assert one.keys() == two.keys() and len(one) == 8  # attention x 2 CA seeds; Grad-CAM, centre x (GAP + 2)
     for key in one:
         for name in one[key]:
             np.testing.assert_array_equal(one[key][name], two[key][name], err_msg=f"{key} {name}")
 
-    folder = runs.model_dir(profile, "resnet_mini", "ca", 1) / "gradcam"
+    folder = run.model_dir("resnet_mini", "ca", 1) / "gradcam"
     killed = folder / "part-00002.npz"
     killed.unlink()  # a job killed before this chunk was written
-    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("part-*.npz")}
+    before = {p: p.stat().st_mtime_ns for p in run.folder.rglob("part-*.npz")}
     assert evaluate_main(options) == 0
-    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("part-*.npz")}
+    after = {p: p.stat().st_mtime_ns for p in run.folder.rglob("part-*.npz")}
     assert [p for p in after if after[p] != before.get(p)] == [killed]
-    np.testing.assert_array_equal(runs.load_results(profile, "resnet_mini", "ca", "gradcam", 1)["maps"],
+    np.testing.assert_array_equal(run.results("resnet_mini", "ca", "gradcam", 1)["maps"],
                                   one[("gradcam", "ca", 1)]["maps"])
 
 

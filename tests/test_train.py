@@ -278,22 +278,23 @@ def test_experiment_training_does_not_depend_on_earlier_random_draws(tmp_path, m
     generating the data instead of loading its cache) trains the same models."""
     import shutil
 
-    from ca_core.repro import experiment, runs
+    from ca_core.repro import experiment
     from ca_core.repro.config import Profile
+    from ca_core.repro.runs import Run
     from ca_core.data import ShapesConfig
     from ca_core.models import read_checkpoint
 
-    profile = Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
+    run = Run(Profile(name="t", data=ShapesConfig(image_size=32, num_classes=4, train=64, val=16, test=16),
                       models=["resnet_mini"], eval=None, root=tmp_path,
                       train=TrainConfig(gap_epochs=1, per_model={"resnet_mini": {"gap_epochs": 2}}, epochs=1,
-                                        batch_size=32))
+                                        batch_size=32)))
     weights = []
     for draws in (0, 7):
         torch.rand(draws)
-        rows = experiment.train_all(profile, progress=False)
+        rows = experiment.train_all(run, progress=False)
         assert [r["Epochs"] for r in rows] == [2, 1]  # per_model's gap_epochs, then the CA stage's epochs
-        weights.append({s: read_checkpoint(runs.checkpoint_path(profile, "resnet_mini", s))[0] for s in ("gap", "ca")})
-        shutil.rmtree(profile.run_dir)
+        weights.append({s: read_checkpoint(run.checkpoint_path("resnet_mini", s))[0] for s in ("gap", "ca")})
+        shutil.rmtree(run.folder)
     for stage in ("gap", "ca"):
         assert weights[0][stage].keys() == weights[1][stage].keys()
         assert all(torch.equal(weights[0][stage][k], weights[1][stage][k]) for k in weights[0][stage])
@@ -305,22 +306,23 @@ def test_stages_trained_by_the_command_line_are_adopted_by_the_pipeline(tmp_path
     folder>`` records the pipeline's key, so the pipeline reuses it: nothing trains twice or is lost."""
     import warnings
 
-    from ca_core.repro import experiment, runs
+    from ca_core.repro import experiment
     from ca_core.repro.config import load_profile
+    from ca_core.repro.runs import Run
 
     config = _write_profile(tmp_path / "_config.yml")
-    profile = load_profile("tiny", config)
+    run = Run(load_profile("tiny", config))
     common = ["--backbone", "resnet_mini", "--profile", "tiny", "--config", str(config), "--no-progress"]
-    train_main(common + ["--stage", "gap", "--out", str(runs.stage_dir(profile, "resnet_mini", "gap"))])
-    gap = runs.checkpoint_path(profile, "resnet_mini", "gap")
+    train_main(common + ["--stage", "gap", "--out", str(run.stage_dir("resnet_mini", "gap"))])
+    gap = run.checkpoint_path("resnet_mini", "gap")
     train_main(common + ["--stage", "ca", "--gap-checkpoint", str(gap),
-                         "--out", str(runs.stage_dir(profile, "resnet_mini", "ca"))])
-    written = {s: runs.checkpoint_path(profile, "resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")}
+                         "--out", str(run.stage_dir("resnet_mini", "ca"))])
+    written = {s: run.checkpoint_path("resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "trained by other code" warning: adopted as they are
-        experiment.train_all(profile, progress=False)
-    assert {s: runs.checkpoint_path(profile, "resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")} == written
-    assert not list((profile.run_dir / "train").glob("*/*.orphan-*"))
+        experiment.train_all(run, progress=False)
+    assert {s: run.checkpoint_path("resnet_mini", s).stat().st_mtime_ns for s in ("gap", "ca")} == written
+    assert not list(run.train_folder.glob("*/*.orphan-*"))
 
 
 def test_a_linear_probe_trains_only_the_classifier_on_frozen_features(tmp_path, sets):

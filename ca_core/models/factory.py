@@ -14,6 +14,7 @@ from torch import nn
 from .ca_stream import CAStream
 from .gap import GAPModel
 from .families import FAMILIES, family_of
+from ..utils import announce
 
 POOLINGS = ("gap", "ca")
 
@@ -39,6 +40,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> bool:
     other_classes = any(k in state and state[k].shape != own[k].shape for k in head)
     if other_classes:
         state = {k: v for k, v in state.items() if k not in head}
+        announce(f"{path.name}: weights for another number of classes; loaded all but the classifier "
+                 f"({', '.join(sorted(head))}), which starts untrained")
     try:
         missing, unexpected = model.load_state_dict(state, strict=not other_classes)
         if set(missing) - head or unexpected:

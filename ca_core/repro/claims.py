@@ -35,10 +35,9 @@ import numpy as np
 from ..metrics import crossed_test, equivalence_test, holm, simulate_crossed
 from . import paper
 from .config import Profile
-from .experiment import evaluated_seeds
 from .notices import backbone_label
 from .report import method_label, sanity_failures
-from .runs import load_predictions, load_results
+from .runs import Run
 
 ALPHA = 0.05
 #: The map-independent baselines the map effect is measured against.
@@ -134,15 +133,15 @@ def _test(diffs: np.ndarray) -> tuple[Outcome, dict[str, float]]:
     return Outcome(r.diff, r.lo, r.hi, r.p, r.se, r.df, r.detectable), variance
 
 
-def _matrix(profile: Profile, backbone: str, method: str, metric: str, seeds: list[int], n: int) -> np.ndarray:
+def _matrix(run: Run, backbone: str, method: str, metric: str, seeds: list[int], n: int) -> np.ndarray:
     """(seeds, images): CA − GAP per seed and image, the first ``n`` images (checked to be the same
     images in every model, explaining the same classes when they are the labels; with
     ``eval.targets: predicted`` each model explains its own prediction)."""
-    gap = load_results(profile, backbone, "gap", method)
+    gap = run.results(backbone, "gap", method)
     rows = []
     for s in seeds:
-        ca = load_results(profile, backbone, "ca", method, s)
-        for name in ("index", "target") if profile.labelled else ("index",):
+        ca = run.results(backbone, "ca", method, s)
+        for name in ("index", "target") if run.profile.labelled else ("index",):
             if not np.array_equal(ca[name][:n], gap[name][:n]):
                 raise ValueError(f"{backbone} {method}: the CA stream of seed {s} was evaluated on other images or "
                                  f"classes ({name}) than GAP; evaluate the run again")
@@ -158,19 +157,19 @@ def _paper_diff(backbone: str, method: str | None, metric: str) -> float | None:
     return cells[1][metric] - cells[0][metric] if all(cells) else None
 
 
-def _metric_claim(profile: Profile, text: str, kind: str, metric: str, backbone: str, method: str) -> ClaimTest:
+def _metric_claim(run: Run, text: str, kind: str, metric: str, backbone: str, method: str) -> ClaimTest:
     """A metric claim on one method: raw, against each evaluated baseline, and calibrated."""
-    baselines = [b for b in BASELINES if b in profile.eval.methods and b != method]
-    seeds = [s for s in evaluated_seeds(profile, method) if all(s in evaluated_seeds(profile, b) for b in baselines)]
-    if len(seeds) < len(evaluated_seeds(profile, method)):
+    baselines = [b for b in BASELINES if b in run.profile.eval.methods and b != method]
+    seeds = [s for s in run.evaluated_seeds(method) if all(s in run.evaluated_seeds(b) for b in baselines)]
+    if len(seeds) < len(run.evaluated_seeds(method)):
         warnings.warn(f"{method} on {backbone}: the baselines are not evaluated on every seed, so its claims use seeds "
                       f"{seeds} only; add {', '.join(baselines)} to eval.extra_seed_methods", stacklevel=2)
-    n = min(len(load_results(profile, backbone, "gap", m)["label"]) for m in (method, *baselines))
-    calibrated = f"{metric}_cal" in load_results(profile, backbone, "gap", method)
+    n = min(len(run.results(backbone, "gap", m)["label"]) for m in (method, *baselines))
+    calibrated = f"{metric}_cal" in run.results(backbone, "gap", method)
     tests, variance = comparisons(
-        _matrix(profile, backbone, method, metric, seeds, n),
-        {b: _matrix(profile, backbone, b, metric, seeds, n) for b in baselines},
-        _matrix(profile, backbone, method, f"{metric}_cal", seeds, n) if calibrated else None)
+        _matrix(run, backbone, method, metric, seeds, n),
+        {b: _matrix(run, backbone, b, metric, seeds, n) for b in baselines},
+        _matrix(run, backbone, method, f"{metric}_cal", seeds, n) if calibrated else None)
     return ClaimTest(text, kind, metric, backbone, method, paper.METRICS[metric], n, len(seeds),
                      _paper_diff(backbone, method, metric), tests, variance)
 
@@ -194,10 +193,11 @@ def comparisons(raw: np.ndarray, baselines: dict[str, np.ndarray], calibrated: n
     return tests, variance
 
 
-def _accuracy_claim(profile: Profile, text: str, kind: str, backbone: str) -> ClaimTest:
+def _accuracy_claim(run: Run, text: str, kind: str, backbone: str) -> ClaimTest:
     """"CA keeps the accuracy": a difference test and the equivalence test within the margin."""
-    gap = load_predictions(profile, backbone, "gap")["correct"]
-    diffs = np.stack([load_predictions(profile, backbone, "ca", s)["correct"] - gap for s in profile.seeds])
+    profile = run.profile
+    gap = run.predictions(backbone, "gap")["correct"]
+    diffs = np.stack([run.predictions(backbone, "ca", s)["correct"] - gap for s in profile.seeds])
     test, variance = _test(diffs)
     eq = equivalence_test(diffs, profile.eval.equivalence_margin)
     equivalence = Outcome(eq.diff, eq.lo, eq.hi, eq.p, test.se, test.df, test.detectable)
@@ -217,13 +217,13 @@ def _cases(profile: Profile) -> Iterator[tuple[str, str, str | None, str, str | 
                     yield text, kind, metric, backbone, method
 
 
-def claim_tests(profile: Profile) -> list[ClaimTest]:
+def claim_tests(run: Run) -> list[ClaimTest]:
     """Every claim x backbone x method (the paper's CAMs, then the baselines' own rows), each
-    comparison with its Holm-corrected p and verdict (module docstring)."""
-    tests = [_accuracy_claim(profile, text, kind, backbone) if metric is None
-             else _metric_claim(profile, text, kind, metric, backbone, method)
-             for text, kind, metric, backbone, method in _cases(profile)]
-    return correct(tests, profile.eval.equivalence_margin)
+    comparison with its Holm-corrected p and verdict (module docstring), from the run's results."""
+    tests = [_accuracy_claim(run, text, kind, backbone) if metric is None
+             else _metric_claim(run, text, kind, metric, backbone, method)
+             for text, kind, metric, backbone, method in _cases(run.profile)]
+    return correct(tests, run.profile.eval.equivalence_margin)
 
 
 def correct(tests: list[ClaimTest], margin: float) -> list[ClaimTest]:
@@ -268,12 +268,12 @@ def _cell(test: Outcome | None) -> str:
     return f"{test.diff:+.2f}\u00a0±{(test.hi - test.lo) / 2:.2f} p={p}\u00a0{test.verdict.symbol}"
 
 
-def claims_table(profile: Profile, tests: list[ClaimTest]) -> list[dict[str, Any]]:
+def claims_table(run: Run, tests: list[ClaimTest]) -> list[dict[str, Any]]:
     """One row per claim x backbone x method: every comparison's cell (:func:`_cell`), the smallest
     difference the raw design detects (80 % power) and the paper's CA − GAP."""
-    failures = sanity_failures(profile)
+    failures = sanity_failures(run)
     return [{
-        "Claim": short_claim(t), "Backbone": backbone_label(profile, t.backbone),
+        "Claim": short_claim(t), "Backbone": backbone_label(run, t.backbone),
         "Method": method_label(t.backbone, t.method, None, failures) if t.method else "–",
         **{c.label: _cell(t.tests.get(c)) for c in Comparison},
         "Detectable": f"{t.tests[Comparison.RAW].detectable:.2f}", "Paper CA − GAP": t.paper_diff,
@@ -294,15 +294,15 @@ def _count(tests: list[ClaimTest], comparison: Comparison) -> str:
     return f"holds {verdicts.count(Verdict.HOLDS)}/{len(verdicts)}" + (f", opposite {opposite}" if opposite else "")
 
 
-def verdict_table(profile: Profile, tests: list[ClaimTest]) -> list[dict[str, Any]]:
+def verdict_table(run: Run, tests: list[ClaimTest]) -> list[dict[str, Any]]:
     """The headline: per claim, backbone and comparison, for how many CAM methods the claim holds
     (and is significantly the opposite), Holm-corrected."""
     rows = []
     for text, _, _ in paper.CLAIMS:
-        for backbone in profile.models:
+        for backbone in run.profile.models:
             group = [t for t in tests if t.claim == text and t.backbone == backbone and not t.baseline]
             if group:
-                rows.append({"Claim": text, "Backbone": backbone_label(profile, backbone),
+                rows.append({"Claim": text, "Backbone": backbone_label(run, backbone),
                              **{c.label: _count(group, c) for c in Comparison}})
     return rows
 

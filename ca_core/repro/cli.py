@@ -21,6 +21,7 @@ from ..training import STAGES, TrainConfig, train
 from .config import CONFIG_FILE, ConfigError, load_profile
 from .experiment import SHAPES_ROOT, datasets, evaluate_all, prepare_stage
 from .keys import stage_key
+from .runs import Run
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     try:
         profile = load_profile(args.profile, args.config)
         distributed.setup()
-        out = evaluate_all(profile, progress=not args.no_progress)
+        out = evaluate_all(Run(profile), progress=not args.no_progress)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

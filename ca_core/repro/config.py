@@ -75,8 +75,8 @@ class Profile:
     ``ablations``: labelled ablations, each one more CA stream of a backbone (primary seed) trained
     with some train settings changed (:class:`Ablation`); the method stays the paper's.
 
-    ``root``: the project folder (that of ``_config.yml``) under which its run folder and relative
-    paths lie, absolute.
+    ``root``: the project folder (that of ``_config.yml``) under which its run folder
+    (:class:`ca_core.repro.runs.Run`) and relative paths lie, absolute.
 
     ``models_from``: the profile whose trained models this one evaluates on its own data, training
     nothing (the paper's MIT 67 figure: ImageNet-trained streams on unseen scenes). Its ``train``,
@@ -100,16 +100,6 @@ class Profile:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
-
-    @property
-    def run_dir(self) -> Path:
-        """Where this profile's results land: ``<root>/runs/<profile>`` (absolute, whatever the working directory)."""
-        return self.root / "runs" / self.name
-
-    @property
-    def train_run_dir(self) -> Path:
-        """The run folder holding the trained models: this profile's, or that of ``models_from``."""
-        return self.root / "runs" / (self.models_from or self.name)
 
     def path(self, value: Path) -> Path:
         """A path of the profile's settings (data, local weights), relative to :attr:`root` unless absolute."""

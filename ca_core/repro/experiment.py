@@ -1,5 +1,9 @@
-"""A profile's experiment: its data splits, its models, the training of every backbone and the
-evaluation of every trained model, in the run folder of :mod:`ca_core.repro.runs`.
+"""A profile's experiment: its data splits, the training of every backbone and the evaluation of every
+trained model of a :class:`~ca_core.repro.runs.Run`, in its run folder.
+
+The data functions take the :class:`~ca_core.repro.config.Profile` (they need its settings and its
+root only); everything that reads or writes the run folder (checkpoints, logs, results) takes the
+:class:`~ca_core.repro.runs.Run`, which owns that folder's layout.
 
 With ``pretrained: true`` (the ImageNet profile) the GAP model is timm's pretrained backbone and
 only the CA-Stream trains, as in the paper.
@@ -10,7 +14,7 @@ import dataclasses
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,14 +24,14 @@ from torch.utils.data import Dataset
 from .. import data
 from ..data import FolderData, Mit67Data, PhotosConfig
 from ..distributed import is_main
-from ..evaluation import evaluate_model, methods_for, read_json
-from ..models import POOLINGS, backbone_of, compose, read_checkpoint
+from ..evaluation import evaluate_model, read_json
+from ..models import backbone_of, compose, read_checkpoint
 from ..provenance import state_digest
 from ..training import checkpoint_file, train
 from ..utils import default_device, seed_everything, set_aside, write_json
 from .config import Profile
 from .keys import evaluation_key, evaluation_settings, stage_key, weights_digest
-from .runs import PROVENANCE_FILE, checkpoint_path, checkpoints, eval_dir, log_path, model_dir, read_log, stage_dir
+from .runs import PROVENANCE_FILE, Run, read_log
 
 SHAPES_ROOT = Path("data/shapes")
 SPLITS = ("train", "val", "test")
@@ -93,138 +97,98 @@ def describe_data(profile: Profile, sets: dict[str, Dataset]) -> str:
 # Models and training
 
 
-class Cell(NamedTuple):
-    """One evaluated setting: a backbone's method on its GAP model or its CA stream (a cell of Table 1)."""
-
-    backbone: str
-    method: str
-    pooling: str
-
-
-class TrainedModel(NamedTuple):
-    """One trained model: a backbone's GAP model (``seed`` None) or its CA stream of a training seed."""
-
-    backbone: str
-    pooling: str
-    seed: int | None
-
-
-def evaluated_cells(profile: Profile) -> Iterator[Cell]:
-    """Every evaluated cell, in the order of the paper's Table 1."""
-    for backbone in profile.models:
-        for method in profile.eval.methods:
-            for pooling in POOLINGS:
-                if method in methods_for(pooling, profile.eval):
-                    yield Cell(backbone, method, pooling)
-
-
-def evaluated_seeds(profile: Profile, method: str) -> list[int]:
-    """The CA stream seeds whose results include ``method``."""
-    return [s for i, s in enumerate(profile.seeds) if method in methods_for("ca", profile.eval, extra_seed=i > 0)]
-
-
-def trained_models(profile: Profile) -> Iterator[TrainedModel]:
-    """Every trained model: per backbone the GAP model, then a CA stream per seed."""
-    for backbone in profile.models:
-        yield TrainedModel(backbone, "gap", None)
-        for seed in profile.seeds:
-            yield TrainedModel(backbone, "ca", seed)
-
-
-def ablations(profile: Profile) -> Iterator[tuple[str, str]]:
-    """Every labelled ablation's ``(backbone, name)``: one more CA stream, on the primary seed."""
-    for name, ablation in profile.ablations.items():
-        yield ablation.backbone, name
-
-
-def load_trained(profile: Profile, backbone: str, pooling: str, seed: int | None = None,
+def load_trained(run: Run, backbone: str, pooling: str, seed: int | None = None,
                  device: torch.device | None = None, ablation: str | None = None) -> nn.Module:
     """The trained GAP or CA model of a backbone (or the CA stream of a labelled ``ablation``), in
     eval mode on ``device`` (default: the best available)."""
-    gap_checkpoint = checkpoint_path(profile, backbone, "gap") if profile.trains_gap(backbone) else None
+    profile = run.profile
+    gap_checkpoint = run.checkpoint_path(backbone, "gap") if profile.trains_gap(backbone) else None
     model = compose(backbone, pooling, profile.num_classes, profile.pretrained_for(backbone), gap_checkpoint,
-                    checkpoint_path(profile, backbone, "ca", seed, ablation) if pooling == "ca" else None)
+                    run.checkpoint_path(backbone, "ca", seed, ablation) if pooling == "ca" else None)
     return model.to(device or default_device()).eval()
 
 
-def initial_model(profile: Profile, backbone: str, stage: str, seed: int | None = None) -> nn.Module:
+def initial_model(run: Run, backbone: str, stage: str, seed: int | None = None) -> nn.Module:
     """The model a training stage starts from: seeded as :func:`train_all` seeds it, on the CPU.
 
     For ``stage="ca"`` that is the trained GAP backbone with a freshly initialised stream.
     """
+    profile = run.profile
     seed_everything(profile.train.for_backbone(backbone).seed if seed is None else seed)
     return compose(backbone, stage, profile.num_classes, profile.pretrained_for(backbone),
-                   start_checkpoint(profile, backbone, stage))
+                   start_checkpoint(run, backbone, stage))
 
 
-def start_checkpoint(profile: Profile, backbone: str, stage: str) -> Path | None:
+def start_checkpoint(run: Run, backbone: str, stage: str) -> Path | None:
     """The trained GAP checkpoint a stage starts from: ``None`` for the GAP stage itself and for a
     stream on pretrained weights used as they are (the model then starts from those)."""
-    return checkpoint_path(profile, backbone, "gap") if stage == "ca" and profile.trains_gap(backbone) else None
+    return run.checkpoint_path(backbone, "gap") if stage == "ca" and run.profile.trains_gap(backbone) else None
 
 
-def train_all(profile: Profile, progress: bool = True) -> list[dict[str, Any]]:
+def train_all(run: Run, progress: bool = True) -> list[dict[str, Any]]:
     """Train GAP (unless pretrained and used as is) then CA for every backbone; rows of final validation accuracy.
 
     A profile with ``models_from`` trains nothing: its rows describe the other profile's models.
     """
+    profile = run.profile
     if profile.models_from:
-        return trained_elsewhere(profile)
+        return trained_elsewhere(run)
     sets = datasets(profile, ("train", "val"))
     rows = []
-    for backbone, stage, seed in trained_models(profile):
+    for backbone, stage, seed in run.trained_models():
         if stage == "gap" and not profile.trains_gap(backbone):
-            if log_path(profile, backbone, stage).is_file():  # local weights with their training log
-                rows.append(_logged_row(profile, backbone, stage, seed))
+            if run.log_path(backbone, stage).is_file():  # local weights with their training log
+                rows.append(_logged_row(run, backbone, stage, seed))
             continue
         cfg = profile.train.for_backbone(backbone)
         cfg = cfg if seed is None else dataclasses.replace(cfg, seed=seed)
-        rows.append(_train_stage(profile, sets, backbone, stage, cfg, seed, None, progress))
-    for backbone, name in ablations(profile):
+        rows.append(_train_stage(run, sets, backbone, stage, cfg, seed, None, progress))
+    for backbone, name in run.ablations():
         cfg = dataclasses.replace(profile.train.for_backbone(backbone), seed=profile.seeds[0],
                                   **profile.ablations[name].train)
-        rows.append(_train_stage(profile, sets, backbone, "ca", cfg, None, name, progress))
+        rows.append(_train_stage(run, sets, backbone, "ca", cfg, None, name, progress))
     return rows
 
 
-def _train_stage(profile: Profile, sets: dict[str, Dataset], backbone: str, stage: str, cfg: Any,
+def _train_stage(run: Run, sets: dict[str, Dataset], backbone: str, stage: str, cfg: Any,
                  seed: int | None, ablation: str | None, progress: bool) -> dict[str, Any]:
     """Train (or resume, or adopt) one stage; its row of :func:`train_all`. A stage kept stale on
     request (``keep_stale``) is not touched: its row comes from its log."""
-    model = initial_model(profile, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
-    folder = stage_dir(profile, backbone, stage, seed, ablation)
-    name = folder.relative_to(profile.train_run_dir / "train").as_posix()
-    key = stage_key(profile, backbone, stage, cfg, model, start_checkpoint(profile, backbone, stage))
+    model = initial_model(run, backbone, stage, cfg.seed)  # seeded, whatever ran before in this process
+    folder = run.stage_dir(backbone, stage, seed, ablation)
+    name = folder.relative_to(run.train_folder).as_posix()
+    key = stage_key(run.profile, backbone, stage, cfg, model, start_checkpoint(run, backbone, stage))
     kept = prepare_stage(folder, key,
-                         keep=name in profile.keep_stale,
+                         keep=name in run.profile.keep_stale,
                          backbone=state_digest(backbone_of(model).state_dict()) if stage == "ca" else None)
     label = stage.upper() if ablation is None else f"CA (ablation: {ablation})"
     if kept:
-        return {**_logged_row(profile, backbone, stage, seed, ablation), "Stage": f"{label} (kept stale)"}
+        return {**_logged_row(run, backbone, stage, seed, ablation), "Stage": f"{label} (kept stale)"}
     result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)
     return {"Backbone": backbone, "Stage": label, "Seed": cfg.seed, **_result_cells(result)}
 
 
-def trained_elsewhere(profile: Profile) -> list[dict[str, Any]]:
+def trained_elsewhere(run: Run) -> list[dict[str, Any]]:
     """The rows of :func:`train_all` for the models of ``profile.models_from``, from their training logs;
     a :class:`FileNotFoundError` naming the command to run when one of them is not trained yet."""
-    rows = []
-    for backbone, stage, seed in trained_models(profile):
+    profile, rows = run.profile, []
+    for backbone, stage, seed in run.trained_models():
         if stage == "gap" and not profile.trains_gap(backbone):
             continue
-        path = checkpoint_path(profile, backbone, stage, seed)
+        path = run.checkpoint_path(backbone, stage, seed)
         if not path.is_file():
             raise FileNotFoundError(
                 f"profile {profile.name} evaluates the models of profile {profile.models_from} (models_from), but "
                 f"{path} does not exist: train them first (python -m ca_core.pipeline --profile {profile.models_from})")
-        rows.append(_logged_row(profile, backbone, stage, seed))
+        rows.append(_logged_row(run, backbone, stage, seed))
     return rows
 
 
-def _logged_row(profile: Profile, backbone: str, stage: str, seed: int | None,
+def _logged_row(run: Run, backbone: str, stage: str, seed: int | None,
                 ablation: str | None = None) -> dict[str, Any]:
     """A row of :func:`train_all` for a stage trained earlier, from its ``log.jsonl``."""
-    log = read_log(log_path(profile, backbone, stage, seed, ablation))
+    profile = run.profile
+    log = read_log(run.log_path(backbone, stage, seed, ablation))
     last = log[-1] if log else {}
     result = {**last, "epochs_done": len(log), "time_s": round(sum(r["time_s"] for r in log), 2)}
     weights = profile.pretrained_for(backbone) if stage == "gap" and not profile.trains_gap(backbone) else None
@@ -285,24 +249,26 @@ def _trained_on(folder: Path, backbone: str | None) -> bool:
     return backbone is None or read_checkpoint(checkpoint_file(folder))[1].get("backbone_digest") in (None, backbone)
 
 
-def evaluate_all(profile: Profile, progress: bool = True) -> Path:
-    """Evaluate every backbone x pooling x method of ``profile`` on its test split; return the eval dir."""
+def evaluate_all(run: Run, progress: bool = True) -> Path:
+    """Evaluate every trained model (backbone x pooling x seed, then the ablations) of ``run`` on its
+    test split, every method its pooling has; return the run's eval folder."""
+    profile = run.profile
     cfg = profile.eval
     sets = datasets(profile, ("val", "test"))
     test = sets["test"]
-    for backbone, pooling, seed in trained_models(profile):
-        model = load_trained(profile, backbone, pooling, seed)
-        key = evaluation_key(profile, checkpoints(profile, backbone, pooling, seed),
+    for backbone, pooling, seed in run.trained_models():
+        model = load_trained(run, backbone, pooling, seed)
+        key = evaluation_key(profile, run.checkpoints(backbone, pooling, seed),
                              weights_digest(profile, backbone, model))
-        folder = model_dir(profile, backbone, pooling, seed)
+        folder = run.model_dir(backbone, pooling, seed)
         evaluate_model(model, pooling, test, cfg, folder, key, progress, label=f"{backbone}/{folder.name}",
                        extra_seed=seed not in (None, profile.seeds[0]), calibration_set=sets["val"])
-    for backbone, name in ablations(profile):
-        model = load_trained(profile, backbone, "ca", ablation=name)
-        key = evaluation_key(profile, checkpoints(profile, backbone, "ca", ablation=name),
+    for backbone, name in run.ablations():
+        model = load_trained(run, backbone, "ca", ablation=name)
+        key = evaluation_key(profile, run.checkpoints(backbone, "ca", ablation=name),
                              weights_digest(profile, backbone, model))
-        evaluate_model(model, "ca", test, cfg, model_dir(profile, backbone, "ca", ablation=name), key, progress,
+        evaluate_model(model, "ca", test, cfg, run.model_dir(backbone, "ca", ablation=name), key, progress,
                        label=f"{backbone}/ca-{name}", extra_seed=True, calibration_set=sets["val"])
     if is_main():
-        write_json(eval_dir(profile) / "settings.json", evaluation_settings(profile))
-    return eval_dir(profile)
+        write_json(run.eval_folder / "settings.json", evaluation_settings(profile))
+    return run.eval_folder

@@ -14,13 +14,13 @@ from ..models import POOLINGS
 from ..prediction import predict
 from ..saliency import explain
 from . import paper
-from .config import Profile
-from .experiment import eval_split, evaluated_cells, load_trained
+from .experiment import eval_split, load_trained
+from .runs import Run
 
 Row = dict[str, Any]
 
 
-def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_costly: int = 1,
+def precision_fidelity(run: Run, precision: str = "bf16", n: int = 4, n_costly: int = 1,
                        n_accuracy: int = 100) -> list[Row]:
     """How far ``precision`` moves this run's numbers from float32, on its trained GAP and CA models.
 
@@ -31,13 +31,14 @@ def precision_fidelity(profile: Profile, precision: str = "bf16", n: int = 4, n_
     float32's on this machine; per model, the change of the accuracy on the first ``n_accuracy``
     test images. This is the evidence for choosing ``precision`` per step in a profile.
     """
-    test, evaluated = eval_split(profile), set(evaluated_cells(profile))
+    profile = run.profile
+    test, evaluated = eval_split(profile), set(run.evaluated_cells())
     batch = [test[i] for i in range(min(n, len(test)))]
     images, labels = torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
     cfg, rows = profile.eval, []
     for backbone in profile.models:
         for pooling in POOLINGS:
-            model = load_trained(profile, backbone, pooling)
+            model = load_trained(run, backbone, pooling)
             x, y = images.to(next(model.parameters()).device), labels.to(next(model.parameters()).device)
             subset = Subset(test, range(min(n_accuracy, len(test))))
             accs = {p: 100 * predict(model, subset, cfg.batch_size, precision=p)["correct"].float().mean().item()

@@ -40,10 +40,10 @@ from ..saliency import METHODS, explain
 from ..utils import default_device
 from ..weights import load_real_model
 from . import paper
-from .config import Profile
 from .experiment import class_names, eval_split, load_trained
 from .figures import explorer_image
 from .photos_page import imagenet_names, pixels
+from .runs import Run
 from .views import scores_caption
 
 #: Per-image values of :func:`evaluate_maps` shown as scores (the curves are drawn).
@@ -246,14 +246,15 @@ def real_backbone(model: nn.Module | None = None) -> Backbone:
     return Backbone({"gap": model}, PhotosDataset(PhotosConfig(), data_config_of(model)), imagenet_names(), "photo")
 
 
-def live_explorer(profile: Profile, methods: Sequence[str] | None = None) -> LiveExplorer:
-    """The live explorer on the real ImageNet CNN (:data:`REAL_BACKBONE`, shown first) and a profile's
+def live_explorer(run: Run, methods: Sequence[str] | None = None) -> LiveExplorer:
+    """The live explorer on the real ImageNet CNN (:data:`REAL_BACKBONE`, shown first) and a run's
     trained primary-seed models on its test split (every registered method unless ``methods`` is
     given; the profile's evaluation options)."""
+    profile = run.profile
     test = eval_split(profile)
     names = class_names(test, profile.data.num_classes)
-    run = {b: Backbone({p: load_trained(profile, b, p) for p in POOLINGS}, test, names) for b in profile.models}
+    trained = {b: Backbone({p: load_trained(run, b, p) for p in POOLINGS}, test, names) for b in profile.models}
     methods = list(methods or METHODS)
-    return LiveExplorer({REAL_BACKBONE: real_backbone(), **run}, methods,
+    return LiveExplorer({REAL_BACKBONE: real_backbone(), **trained}, methods,
                         {m: method_options(m, profile.eval) for m in methods}, profile.eval.protocol,
                         profile.eval.batch_size)

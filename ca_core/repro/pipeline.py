@@ -25,9 +25,9 @@ from typing import Any, TextIO
 from ..evaluation import read_json
 from ..provenance import code_digest, digest, notebook_modules
 from ..utils import announce, atomic_write, set_aside, write_json
-from .config import CONFIG_FILE, ConfigError, Profile, load_profile, read_config
+from .config import CONFIG_FILE, ConfigError, load_profile, read_config
 from .lock import LockError, run_lock
-from .runs import artefacts_digest, timings_path
+from .runs import Run
 
 STEPS = ("01_data", "02_train", "03_evaluate", "04_figures", "04b_map_or_model", "05_explorer", "06_reproduction",
          "07_real_photos")
@@ -246,14 +246,13 @@ def local_weights(settings: dict[str, Any], root: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def run_key(code_key: str, run_dir: Path, step: str, before: dict[str, str | None],
-            train_run_dir: Path | None = None) -> str:
-    """A step's full key: its code key, the keys of the run artefacts it reads (the training stages
-    from ``train_run_dir`` when the models come from another profile) and, when it reads them, the
-    keys of the steps ``before`` it."""
+def run_key(code_key: str, run: Run, step: str, before: dict[str, str | None]) -> str:
+    """A step's full key: its code key, the keys of the run's artefacts it reads (:meth:`Run.artefacts_digest`:
+    the training stages of ``models_from`` when the models come from another profile) and, when it
+    reads them, the keys of the steps ``before`` it."""
     reads = READS.get(step, ())
     earlier = [before[s] for s in before] if "steps" in reads else []
-    return digest(code_key, artefacts_digest(run_dir, tuple(k for k in reads if k != "steps"), train_run_dir), earlier)
+    return digest(code_key, run.artefacts_digest(tuple(k for k in reads if k != "steps")), earlier)
 
 
 def stale_steps(root: Path, steps: tuple[str, ...] = STEPS) -> tuple[str | None, list[str]]:
@@ -305,22 +304,21 @@ def run(
     run and results land. ``force`` re-runs every step.
     """
     root = Path(config).resolve().parent
-    resolved = load_profile(profile, config)  # validate everything (and the data paths) before any work
-    with run_lock(resolved.run_dir):  # one run of a profile at a time
-        return _run(profile, resolved, force, book, config, root, steps, log)
+    resolved = Run(load_profile(profile, config))  # validate everything (and the data paths) before any work
+    with run_lock(resolved.folder):  # one run of a profile at a time
+        return _run(resolved, force, book, config, root, steps, log)
 
 
-def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path, root: Path,
-         steps: tuple[str, ...], log) -> dict[str, Any]:
+def _run(run: Run, force: bool, book: bool, config: Path, root: Path, steps: tuple[str, ...], log) -> dict[str, Any]:
     """:func:`run`'s steps, under the profile's lock."""
+    profile = run.profile.name
     settings = read_config(config)["profiles"][profile]
-    run_dir, train_run_dir = resolved.run_dir, resolved.train_run_dir
-    timings = Timings(timings_path(run_dir))
+    timings = Timings(run.timings_path)
     timings.start()
     keys, done = step_keys(profile, config, steps), {}
     for i, step in enumerate(steps, 1):
         notebook, output = root / NOTEBOOK_DIR / f"{step}.ipynb", root / OUTPUT_DIR / f"{step}.ipynb"
-        key = run_key(keys[step], run_dir, step, done, train_run_dir)
+        key = run_key(keys[step], run, step, done)
         # Up to date: the executed notebook and this profile's results (runs/<profile>, which the
         # user may delete to start over) were both produced for exactly this key.
         if not force and is_up_to_date(output, key) and timings.key(step) == key:
@@ -334,7 +332,7 @@ def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path,
         execute(notebook, output, {"profile": profile, "settings": settings}, root)
         seconds = time.perf_counter() - start
         # with what the step itself wrote (a stage it trained)
-        key = run_key(keys[step], run_dir, step, done, train_run_dir)
+        key = run_key(keys[step], run, step, done)
         write_json(stamp_path(output), {"key": key, "code_key": keys[step], "profile": profile,
                                         "commit": git_commit(root)})
         timings.record(step, seconds, ran=True, key=key)
@@ -344,7 +342,7 @@ def _run(profile: str, resolved: Profile, force: bool, book: bool, config: Path,
         log(f"building the book: jupyter-book build {BOOK_DIR}/ ...")
         timings.record("book", build_book(root / BOOK_DIR), ran=True)
         log(f"book: {root / BOOK_DIR / '_build/html/index.html'} ({timings.data['steps']['book']['seconds']} s)")
-    reproduced = (read_json(run_dir / "results.json") or {}).get("reproduction")
+    reproduced = (read_json(run.results_path) or {}).get("reproduction")
     log(f"reproduction: {reproduced['summary']}" if reproduced else
         f"reproduction: profile {profile} has no committed reference run (make reference PROFILE={profile} makes one)")
     return timings.data

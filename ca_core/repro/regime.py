@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Profile
 from .notices import backbone_label
-from .runs import load_predictions, load_results
+from .runs import Run
 
 Row = dict[str, Any]
 
@@ -18,23 +17,24 @@ REGIME_TARGETS = {"pointing": 80.0, "pointing_over_centre": 20.0, "energy_over_c
                   "gap_accuracy": 90.0, "ca_accuracy_drop": 2.0}
 
 
-def regime_check(profile: Profile) -> list[dict[str, Any]]:
+def regime_check(run: Run) -> list[dict[str, Any]]:
     """Per backbone, the regime's preconditions measured on this run, each with ``ok``.
 
     Needs the ``gradcam`` and ``centre`` methods, data with masks and labels; otherwise empty.
     """
+    profile = run.profile
     if not {"gradcam", "centre"} <= set(profile.eval.methods) or not profile.labelled:
         return []
     rows = []
     for backbone in profile.models:
-        cam, centre = (load_results(profile, backbone, "gap", m) for m in ("gradcam", "centre"))
+        cam, centre = (run.results(backbone, "gap", m) for m in ("gradcam", "centre"))
         if "pointing_tol" not in cam:
             return []
         n = min(len(cam["label"]), len(centre["label"]))
         pg, pg_centre = 100 * cam["pointing_tol"][:n].mean(), 100 * centre["pointing_tol"][:n].mean()
         en, en_centre = 100 * cam["energy"][:n].mean(), 100 * centre["energy"][:n].mean()
-        gap_acc = 100 * load_predictions(profile, backbone, "gap")["correct"].mean()
-        ca_acc = [100 * load_predictions(profile, backbone, "ca", s)["correct"].mean() for s in profile.seeds]
+        gap_acc = 100 * run.predictions(backbone, "gap")["correct"].mean()
+        ca_acc = [100 * run.predictions(backbone, "ca", s)["correct"].mean() for s in profile.seeds]
         t = REGIME_TARGETS
         rows.append({
             "backbone": backbone, "n_images": n,
@@ -50,14 +50,14 @@ def regime_check(profile: Profile) -> list[dict[str, Any]]:
     return rows
 
 
-def regime_table(profile: Profile) -> list[Row]:
+def regime_table(run: Run) -> list[Row]:
     """:func:`regime_check` as table rows: each measured value with its target and a tick."""
     rows = []
-    for r in regime_check(profile):
+    for r in regime_check(run):
         t, ok = REGIME_TARGETS, r["ok"]
         mark = lambda passed: "✓" if passed else "✗"  # noqa: E731
         rows.append({
-            "Backbone": backbone_label(profile, r["backbone"]), "Images": r["n_images"],
+            "Backbone": backbone_label(run, r["backbone"]), "Images": r["n_images"],
             f"Grad-CAM pointing ≥ {t['pointing']:.0f}": f"{r['gradcam_pointing']:.1f} {mark(ok['pointing'])}",
             f"− centre ≥ {t['pointing_over_centre']:.0f}":
                 f"{r['gradcam_pointing'] - r['centre_pointing']:.1f} {mark(ok['pointing_over_centre'])}",

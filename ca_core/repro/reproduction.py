@@ -29,10 +29,9 @@ from ..prediction import predict
 from ..utils import progress_bar, write_json
 from .report import show
 from .claims import ALPHA
-from .config import Profile
-from .experiment import ablations, eval_split, trained_models
+from .experiment import eval_split
 from .pipeline import REFERENCE_DIR, git_commit
-from .runs import checkpoint_path, variant
+from .runs import Run
 
 #: A claim is near its threshold when its Holm-corrected p is within this factor of :data:`ALPHA`.
 NEAR = 2.0
@@ -240,60 +239,61 @@ def checkpoint_dir(profile: str, root: Path = Path(".")) -> Path:
     return Path(root) / REFERENCE_DIR / profile
 
 
-def reference_models(profile: Profile) -> list[tuple[str, str, int | None, str | None]]:
-    """Every trained model of the profile: ``(backbone, pooling, seed, ablation)``."""
-    return ([(b, p, s, None) for b, p, s in trained_models(profile)]
-            + [(b, "ca", None, a) for b, a in ablations(profile)])
+def reference_models(run: Run) -> list[tuple[str, str, int | None, str | None]]:
+    """Every trained model of the run: ``(backbone, pooling, seed, ablation)``."""
+    return ([(b, p, s, None) for b, p, s in run.trained_models()]
+            + [(b, "ca", None, a) for b, a in run.ablations()])
 
 
-def _parts(profile: Profile, folder: Path, backbone: str, pooling: str, seed: int | None,
+def _parts(run: Run, folder: Path, backbone: str, pooling: str, seed: int | None,
            ablation: str | None) -> dict[str, Path | None]:
     """The reference copies of a model's checkpoints (``gap``: ``None`` for a pretrained backbone used as is)."""
-    gap = folder / backbone / "gap.safetensors" if profile.trains_gap(backbone) else None
-    ca = folder / backbone / f"{variant(profile, 'ca', seed, ablation)}.safetensors" if pooling == "ca" else None
+    gap = folder / backbone / "gap.safetensors" if run.profile.trains_gap(backbone) else None
+    ca = folder / backbone / f"{run.variant('ca', seed, ablation)}.safetensors" if pooling == "ca" else None
     return {"gap": gap, "ca": ca}
 
 
-def subset_values(profile: Profile, folder: Path, progress: bool = False) -> dict[str, np.ndarray]:
+def subset_values(run: Run, folder: Path, progress: bool = False) -> dict[str, np.ndarray]:
     """Every :data:`SUBSET_METRICS` value per image of :data:`SUBSET_METHODS` on the first
-    :data:`SUBSET_IMAGES` test images, for each model composed from the checkpoints in ``folder``."""
+    :data:`SUBSET_IMAGES` test images, for each model of the run composed from the checkpoints in ``folder``."""
+    profile = run.profile
     test, cfg, values = eval_split(profile), profile.eval, {}
     n = min(SUBSET_IMAGES, len(test))
-    for backbone, pooling, seed, ablation in progress_bar(reference_models(profile), desc="evaluation check",
+    for backbone, pooling, seed, ablation in progress_bar(reference_models(run), desc="evaluation check",
                                                           disable=not progress):
-        parts = _parts(profile, folder, backbone, pooling, seed, ablation)
+        parts = _parts(run, folder, backbone, pooling, seed, ablation)
         model = compose(backbone, pooling, profile.num_classes, profile.pretrained_for(backbone),
                         parts["gap"], parts["ca"]).eval()
         predictions = predict(model, Subset(test, range(n)), cfg.batch_size)["pred"].numpy()
         for method in SUBSET_METHODS:
             out = explain_and_score(model, method, test, range(n), cfg, torch.device("cpu"), predictions)
-            name = f"{backbone}/{variant(profile, pooling, seed, ablation)}/{method}"
+            name = f"{backbone}/{run.variant(pooling, seed, ablation)}/{method}"
             values |= {f"{name}/{metric}": out[metric] for metric in SUBSET_METRICS}
     return values
 
 
-def save_evaluation_reference(profile: Profile) -> Path:
+def save_evaluation_reference(run: Run) -> Path:
     """Copy the run's checkpoints into :func:`checkpoint_dir` and store their subset values there."""
-    folder = checkpoint_dir(profile.name, profile.root)
-    for backbone, pooling, seed, ablation in reference_models(profile):
-        for stage, copy in _parts(profile, folder, backbone, pooling, seed, ablation).items():
+    folder = checkpoint_dir(run.profile.name, run.root)
+    for backbone, pooling, seed, ablation in reference_models(run):
+        for stage, copy in _parts(run, folder, backbone, pooling, seed, ablation).items():
             if copy is not None:
                 copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(checkpoint_path(profile, backbone, stage, seed if stage == "ca" else None,
-                                                ablation if stage == "ca" else None), copy)
-    save_npz(folder / "subset.npz", subset_values(profile, folder, progress=True), key="reference")
+                shutil.copyfile(run.checkpoint_path(backbone, stage, seed if stage == "ca" else None,
+                                                    ablation if stage == "ca" else None), copy)
+    save_npz(folder / "subset.npz", subset_values(run, folder, progress=True), key="reference")
     return folder
 
 
-def evaluation_check(profile: Profile) -> list[dict[str, Any]] | None:
+def evaluation_check(run: Run) -> list[dict[str, Any]] | None:
     """The reference's checkpoints evaluated again here against its stored values: per model and
     method the largest absolute difference (points) over the metrics and images; ``None`` when
     the profile has no reference checkpoints."""
-    folder = checkpoint_dir(profile.name, profile.root)
+    folder = checkpoint_dir(run.profile.name, run.root)
     stored = read_npz(folder / "subset.npz", "reference")
     if stored is None:
         return None
-    again = subset_values(profile, folder)
+    again = subset_values(run, folder)
     rows = []
     for name in dict.fromkeys(k.rsplit("/", 1)[0] for k in stored):
         diffs = [np.abs(again[f"{name}/{m}"].astype(np.float64) - stored[f"{name}/{m}"]).max() for m in SUBSET_METRICS]
@@ -318,13 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=CONFIG_FILE)
     args = parser.parse_args(argv)
     root = args.config.resolve().parent
-    profile = load_profile(args.profile, args.config)
-    results = profile.run_dir / "results.json"
+    run = Run(load_profile(args.profile, args.config))
+    results = run.results_path
     if not results.is_file():
         print(f"reference: {results} does not exist: run `make book PROFILE={args.profile}` first", file=sys.stderr)
         return 1
     out = write_reference(results, reference_path(args.profile, root), git_commit(root))
-    folder = save_evaluation_reference(profile)
+    folder = save_evaluation_reference(run)
     print(f"reference: {out} and {folder}")
     return 0
 
@@ -350,13 +350,14 @@ def page_rows(compared: Reproduction, top: int = 12) -> dict[str, list[dict[str,
             "metrics": differences(largest), "accuracy": differences(compared.accuracy)}
 
 
-def show_comparison(profile: Profile) -> None:
+def show_comparison(run: Run) -> None:
     """The reproduction page's opening: the summary line, the reference's commit and machine, and the
     tables of :func:`page_rows` (in a notebook)."""
     from IPython.display import Markdown, display
 
-    results = json.loads((profile.run_dir / "results.json").read_text())
-    compared = reproduction(results, profile.name, profile.root)
+    profile = run.profile
+    results = json.loads(run.results_path.read_text())
+    compared = reproduction(results, profile.name, run.root)
     if compared is None:
         display(Markdown(f"*Profile `{profile.name}` has no committed reference run "
                          f"(`make reference PROFILE={profile.name}` makes one).*"))
@@ -375,13 +376,13 @@ def show_comparison(profile: Profile) -> None:
             show(rows[key])
 
 
-def show_evaluation_check(profile: Profile) -> None:
+def show_evaluation_check(run: Run) -> None:
     """:func:`evaluation_check` as the page's summary line and table (in a notebook)."""
     from IPython.display import Markdown, display
 
-    check = evaluation_check(profile)
+    check = evaluation_check(run)
     if check is None:
-        display(Markdown(f"*No reference checkpoints for profile `{profile.name}`.*"))
+        display(Markdown(f"*No reference checkpoints for profile `{run.profile.name}`.*"))
         return
     worst = max(r["Largest difference (points)"] for r in check)
     display(Markdown(f"**{sum(r['Identical'] for r in check)} of {len(check)} model × method arrays identical; "

@@ -1,5 +1,6 @@
 """The reproduction-setup page's tables: the resolved profile, its seeds, this machine, the key and
-commit of every pipeline step, the run folder's artefacts and the measured step times."""
+commit of every pipeline step (functions of the :class:`~ca_core.repro.config.Profile`: its settings),
+the run folder's artefacts and the measured step times (functions of the :class:`~ca_core.repro.runs.Run`)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from typing import Any
 from .config import CONFIG_FILE, Profile
 from .pipeline import OUTPUT_DIR, git_commit, stamp_path, step_keys
 from .reproduction import machine
-from .runs import Artefact, artefacts, timings_path
+from .runs import Artefact, Run
 
 Row = dict[str, Any]
 
@@ -69,14 +70,14 @@ def provenance_table(profile: Profile, config: Path = CONFIG_FILE) -> list[Row]:
     return rows
 
 
-def artefacts_table(profile: Profile) -> list[Row]:
-    """Every keyed artefact of the run folder (:func:`runs.artefacts`): training stages and completed
+def artefacts_table(run: Run) -> list[Row]:
+    """Every keyed artefact of the run (:meth:`Run.artefacts`): training stages and completed
     evaluations, each with its key and whether this pipeline run made it or reused it."""
-    path = timings_path(profile.run_dir)
+    path = run.timings_path
     started = json.loads(path.read_text()).get("started") if path.is_file() else None
     since = datetime.fromisoformat(started).timestamp() if started else float("inf")
     kinds = {"train": "training stage", "eval": "evaluation (method)"}
-    source = profile.models_from
+    source = run.profile.models_from
 
     def status(a: Artefact) -> str:
         if a.kept_stale:
@@ -87,13 +88,14 @@ def artefacts_table(profile: Profile) -> list[Row]:
 
     return [{"Artefact": f"`{f'runs/{source}/' if source and a.kind == 'train' else ''}{a.path}`",
              "Kind": kinds[a.kind], "Key": f"`{(a.key or '–')[:16]}`", "This run": status(a)}
-            for a in artefacts(profile.run_dir, train_run_dir=profile.train_run_dir)]
+            for a in run.artefacts()]
 
 
-def timings_table(path: Path) -> list[Row]:
-    """The measured time of each pipeline step from ``runs/<profile>/timings.json``."""
-    if not Path(path).is_file():
+def timings_table(run: Run) -> list[Row]:
+    """The measured time of each pipeline step from ``runs/<profile>/timings.json`` (:attr:`Run.timings_path`)."""
+    path = run.timings_path
+    if not path.is_file():
         return []
-    steps = json.loads(Path(path).read_text())["steps"]
+    steps = json.loads(path.read_text())["steps"]
     return [{"Step": name, "Seconds": s.get("seconds"), "Status": s.get("status"), "Measured at": s.get("at")}
             for name, s in steps.items()]

@@ -1,6 +1,7 @@
 """Views of a run's results for the book: what the figures and the explorer show, as arrays.
 
-Each function reads saved results (:mod:`ca_core.repro.runs`) and returns plain data; drawing is
+Each function reads saved results or trained models of a :class:`~ca_core.repro.runs.Run` (the data
+alone: of its :class:`~ca_core.repro.config.Profile`) and returns plain data; drawing is
 :mod:`ca_core.repro.figures`' job.
 """
 from __future__ import annotations
@@ -14,8 +15,8 @@ from torch.utils.data import Dataset
 from . import paper
 from .config import Profile
 from .notices import backbone_label
-from .experiment import class_names, eval_split, evaluated_cells, initial_model, load_trained, rgb
-from .runs import load_results
+from .experiment import class_names, eval_split, initial_model, load_trained, rgb
+from .runs import Run
 from ..evaluation import images_for
 from ..metrics import energy_pointing_game, paper_tolerance, pearson, pointing_game
 from ..saliency import upsample
@@ -47,39 +48,39 @@ def shown_images(profile: Profile) -> tuple[list[int], list[np.ndarray], list[np
     return list(range(len(rgbs))), rgbs, masks, titles
 
 
-def mean_curves(profile: Profile, backbone: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+def mean_curves(run: Run, backbone: str) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Insertion/deletion curves per (method label, pooling) of one backbone."""
-    return {(paper.METHOD_LABELS[m], p): load_results(profile, backbone, p, m)
-            for b, m, p in evaluated_cells(profile) if b == backbone}
+    return {(paper.METHOD_LABELS[m], p): run.results(backbone, p, m)
+            for b, m, p in run.evaluated_cells() if b == backbone}
 
 
-def saliency_rows(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray | None],
+def saliency_rows(run: Run, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray | None],
                                                              dict[str, dict[str, list[np.ndarray] | None]], list[str]]:
     """The qualitative grid of one backbone: images, masks, and per method label and pooling the
     saved maps of the shown images (``None`` where the pooling has no such map), and titles."""
-    idx, rgbs, masks, titles = shown_images(profile)
+    idx, rgbs, masks, titles = shown_images(run.profile)
     rows: dict[str, dict[str, list[np.ndarray] | None]] = {}
-    for b, method, pooling in evaluated_cells(profile):
+    for b, method, pooling in run.evaluated_cells():
         if b == backbone:
-            maps = load_results(profile, backbone, pooling, method)["maps"]
+            maps = run.results(backbone, pooling, method)["maps"]
             row = rows.setdefault(paper.METHOD_LABELS[method], {"gap": None, "ca": None})
             row[pooling] = [maps[i].astype(np.float32) for i in idx]
     return rgbs, masks, rows, titles
 
 
 @torch.no_grad()
-def depth_attention(profile: Profile, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str],
+def depth_attention(run: Run, backbone: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str],
                                                                list[np.ndarray | None]]:
     """Images, every CA block's attention (N, h, w) for them, the blocks' tap names, and the masks."""
-    idx, rgbs, masks, _ = shown_images(profile)
-    model = load_trained(profile, backbone, "ca")
-    test = eval_split(profile)
+    idx, rgbs, masks, _ = shown_images(run.profile)
+    model = load_trained(run, backbone, "ca")
+    test = eval_split(run.profile)
     x = torch.stack([test[i][0] for i in idx]).to(next(model.parameters()).device)
     attentions = [a.cpu().numpy() for a in model.forward_attention(x)]
     return rgbs, attentions, [f"block {k}\n{t}" for k, t in enumerate(model.taps, 1)], masks
 
 
-def explorer_views(profile: Profile) -> tuple[dict[tuple[str, ...], bytes], dict[tuple[str, ...], str], list[str]]:
+def explorer_views(run: Run) -> tuple[dict[tuple[str, ...], bytes], dict[tuple[str, ...], str], list[str]]:
     """Pre-rendered explorer views and score captions, keyed (image, backbone, method): each view
     shows the GAP and the CA map side by side with the image's curves under both.
 
@@ -88,15 +89,15 @@ def explorer_views(profile: Profile) -> tuple[dict[tuple[str, ...], bytes], dict
     """
     from .figures import explorer_image
 
-    idx, rgbs, masks, titles = shown_images(profile)
-    evaluated = set(evaluated_cells(profile))
+    idx, rgbs, masks, titles = shown_images(run.profile)
+    evaluated = set(run.evaluated_cells())
     images, captions = {}, {}
-    for backbone in profile.models:
-        for method in profile.eval.methods:
-            results = {p: load_results(profile, backbone, p, method) if (backbone, method, p) in evaluated else None
+    for backbone in run.profile.models:
+        for method in run.profile.eval.methods:
+            results = {p: run.results(backbone, p, method) if (backbone, method, p) in evaluated else None
                        for p in ("gap", "ca")}
             for i, rgb_i, mask, title in zip(idx, rgbs, masks, titles):
-                key = (title, backbone_label(profile, backbone), paper.METHOD_LABELS[method])
+                key = (title, backbone_label(run, backbone), paper.METHOD_LABELS[method])
                 maps = {p: None if r is None else r["maps"][i].astype(np.float32) for p, r in results.items()}
                 curves = {p: None if r is None else {k: r[f"{k}_curve"][i] for k in ("insertion", "deletion")}
                           for p, r in results.items()}
@@ -121,7 +122,7 @@ def scores_caption(scores: dict[str, dict[str, float] | None]) -> str:
 
 
 @torch.no_grad()
-def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[str, Any]]:
+def attention_study(run: Run, backbone: str, n: int = 200) -> list[dict[str, Any]]:
     """What the stream's attention looks like at every block, on the first ``n`` test images.
 
     Per block (primary seed): positions ``T``; normalised entropy (1 = uniform), and the same for the
@@ -133,15 +134,15 @@ def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[
     pointing game (usual margin) and the energy inside the object mask of the block's map,
     upsampled to the image.
     """
-    model = load_trained(profile, backbone, "ca")
-    test = eval_split(profile)
+    model = load_trained(run, backbone, "ca")
+    test = eval_split(run.profile)
     items = [test[i] for i in range(min(n, len(test)))]
     device = next(model.parameters()).device
     x = torch.stack([item[0] for item in items]).to(device)
     masks = torch.stack([item[2] for item in items]).to(device) if len(items[0]) > 2 else None
     feats = model.tap_features(x)
     attentions = [a.mean(dim=1) for a in model.stream(feats)[1]]
-    initial = initial_model(profile, backbone, "ca", profile.seeds[0]).to(device).eval()
+    initial = initial_model(run, backbone, "ca", run.profile.seeds[0]).to(device).eval()
     at_init = [a.mean(dim=1) for a in initial.stream(feats)[1]]
     rows = []
     for k, (tap, f, a, a0) in enumerate(zip(model.taps, feats, attentions, at_init), 1):
@@ -161,13 +162,13 @@ def attention_study(profile: Profile, backbone: str, n: int = 200) -> list[dict[
     return rows
 
 
-def attention_table(profile: Profile) -> list[dict[str, Any]]:
+def attention_table(run: Run) -> list[dict[str, Any]]:
     """:func:`attention_study` of every backbone as display rows (two decimals, the largest weight
     beside the uniform one, localisation in percent)."""
     rows = []
-    for backbone in profile.models:
-        for r in attention_study(profile, backbone):
-            row = {"Backbone": backbone_label(profile, backbone), "Block": r["block"], "Tap": f"`{r['tap']}`",
+    for backbone in run.profile.models:
+        for r in attention_study(run, backbone):
+            row = {"Backbone": backbone_label(run, backbone), "Block": r["block"], "Tap": f"`{r['tap']}`",
                    "Positions": r["positions"],
                    "Entropy": f"{r['entropy']:.2f}", "Entropy at init": f"{r['entropy_init']:.2f}",
                    "Max weight (uniform)": f"{r['max_weight']:.2f} ({r['uniform']:.3f})",

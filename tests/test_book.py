@@ -191,3 +191,26 @@ def test_the_cluster_workflow_trains_nothing_twice_and_loses_nothing(book):
     assert book["trained"] and {folder: (Path(folder) / "model.safetensors").stat().st_mtime_ns
                                 for folder in book["trained"]} == book["trained"]
     assert not list((book["root"] / "runs/smoke/train").glob("*/*.orphan-*"))
+
+
+def test_a_photos_profile_explains_the_smoke_models_own_predictions(book):
+    """``kind: photos`` end to end: a profile that shows the smoke run's trained models (``models_from``)
+    on scikit-image's photos, which have no labels, explains each model's own prediction."""
+    from ca_core.repro.config import parse_profile, read_config
+    from ca_core.repro.experiment import evaluate_all
+    from ca_core.repro.runs import Run
+
+    root = book["root"]
+    profiles = read_config(root / "_config.yml")["profiles"]
+    settings = {"models_from": "smoke", "models": ["resnet_mini"],
+                "data": {"kind": "photos", "names": ["chelsea", "coffee", "astronaut"], "image_size": 32},
+                "eval": profiles["smoke"]["eval"] | {"targets": "predicted", "num_images": None, "method_images": {},
+                                                     "methods": ["attention", "gradcam", "random"]}}
+    run = Run(parse_profile("photos", settings, root=root, profiles=profiles | {"photos": settings}))
+    evaluate_all(run, progress=False)
+    for pooling, seed in (("gap", None), ("ca", 1)):
+        predicted = run.predictions("resnet_mini", pooling, seed)["pred"]
+        results = run.results("resnet_mini", pooling, "gradcam", seed)
+        assert (results["label"] == -1).all() and results["maps"].shape[0] == 3
+        assert (results["target"] == predicted).all()
+    assert "correct" not in run.predictions("resnet_mini", "gap")  # no labels, no accuracy

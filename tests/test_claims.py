@@ -71,3 +71,20 @@ def test_accuracy_holds_only_when_equivalence_is_shown():
     assert shown.tests[Comparison.RAW].verdict is Verdict.HOLDS
     assert not_shown.tests[Comparison.RAW].verdict is Verdict.NOT_SHOWN
     assert lower.tests[Comparison.RAW].verdict is Verdict.OPPOSITE
+
+
+def test_a_recorded_claim_test_reads_back_equal_and_counts_beside_another_run():
+    """``results.json`` records (a reference run's) read back into equal :class:`ClaimTest` records, and
+    :func:`verdicts_beside` counts each run's verdicts per claim."""
+    from ca_core.repro import paper
+    from ca_core.repro.claims import verdicts_beside
+
+    text, kind, metric = next(c for c in paper.CLAIMS if c[2] is not None)
+    tests = correct([ClaimTest(text, kind, metric, "b", m, "up", 100, 3, None,
+                               {Comparison.RAW: Outcome(d, d - 0.5, d + 0.5, p, 0.2, 10, 0.6)})
+                     for m, d, p in (("gradcam", 1.0, 0.001), ("gradcampp", -1.0, 0.001), ("scorecam", 0.1, 0.6))],
+                    margin=1.0)
+    assert [ClaimTest.from_dict(t.as_dict()) for t in tests] == tests
+    rows = verdicts_beside({"here": tests, "there": tests[:1]})
+    raw = Comparison.RAW.label
+    assert [(r["Backbone"], r[raw]) for r in rows] == [("here", "holds 1/3, opposite 1"), ("there", "holds 1/1")]

@@ -34,7 +34,9 @@ def write(tmp_path: Path, data: dict) -> Path:
 
 def test_every_profile_validates_into_the_section_dataclasses():
     profiles = load_all(CONFIG)
-    assert set(profiles) == {"smoke", "default", "imagenet", "mit67"}
+    assert set(profiles) == {"smoke", "default", "transfer", "imagenet", "mit67"}
+    transfer = profiles["transfer"]  # the real ImageNet EfficientNet-Lite0, a linear probe as its GAP baseline
+    assert transfer.trains_gap("tf_efficientnet_lite0") and transfer.input_config["mean"] == (0.5, 0.5, 0.5)
     for p in profiles.values():
         assert isinstance(p.train, TrainConfig) and isinstance(p.eval, EvalConfig) and p.models
     assert isinstance(profiles["smoke"].data, ShapesConfig)
@@ -86,7 +88,7 @@ def test_mistakes_name_the_key(tmp_path, raw, edit, message):
 
 
 def test_unknown_profile_and_top_level_key(tmp_path, raw):
-    with pytest.raises(ConfigError, match=r"profiles.tiny: no such profile .* known: smoke, default, imagenet"):
+    with pytest.raises(ConfigError, match=r"profiles.tiny: no such profile .* known: smoke, default, transfer, "):
         load_profile("tiny", CONFIG)
     with pytest.raises(ConfigError, match="profile: unknown top-level key"):
         load_profile("smoke", write(tmp_path, {**raw, "profile": {}}))

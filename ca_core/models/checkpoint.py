@@ -110,7 +110,9 @@ def compose(backbone: str, pooling: str, num_classes: int, pretrained: bool | st
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    gap = build_model(backbone, pooling="gap", num_classes=num_classes, pretrained=pretrained)
+    # a GAP checkpoint holds the whole model (a linear probe's too): the pretrained file is not read then
+    gap = build_model(backbone, pooling="gap", num_classes=num_classes,
+                      pretrained=pretrained if gap_checkpoint is None else False)
     if gap_checkpoint is not None:
         load_model(gap, gap_checkpoint)
     if pooling == "gap":

@@ -111,6 +111,17 @@ class ClaimTest:
         """A baseline map's own row (shown beside the CAMs, outside the claim families)."""
         return self.method in BASELINES
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "ClaimTest":
+        """The inverse of :meth:`as_dict`: a test as ``results.json`` records it (another run's, a reference's)."""
+        tests = {c: Outcome(diff=o["diff"], lo=o["ci"][0], hi=o["ci"][1], p=o["p"], se=o["se"], df=o["df"],
+                            detectable=o["detectable"], p_holm=o["p_holm"], verdict=Verdict(o["verdict"]))
+                 for c in Comparison for o in [record.get(c.value)] if o is not None}
+        return cls(claim=record["claim"], kind=record["kind"], metric=record["metric"], backbone=record["backbone"],
+                   method=record["method"], direction=record["direction"], n_images=record["n_images"],
+                   n_seeds=record["n_seeds"], paper_diff=record["paper_diff"], tests=tests,
+                   variance=record.get("variance", {}))
+
     def as_dict(self) -> dict[str, Any]:
         return {"claim": self.claim, "kind": self.kind, "metric": self.metric, "backbone": self.backbone,
                 "method": self.method, "direction": self.direction, "n_images": self.n_images,
@@ -297,13 +308,18 @@ def _count(tests: list[ClaimTest], comparison: Comparison) -> str:
 def verdict_table(run: Run, tests: list[ClaimTest]) -> list[dict[str, Any]]:
     """The headline: per claim, backbone and comparison, for how many CAM methods the claim holds
     (and is significantly the opposite), Holm-corrected."""
+    return verdicts_beside({backbone_label(run, b): [t for t in tests if t.backbone == b] for b in run.profile.models})
+
+
+def verdicts_beside(runs: dict[str, list[ClaimTest]]) -> list[dict[str, Any]]:
+    """Per claim, then per run (``{label: its tests}``, e.g. one backbone of this run and another
+    profile's backbones), for how many CAM methods the claim holds in each comparison."""
     rows = []
     for text, _, _ in paper.CLAIMS:
-        for backbone in run.profile.models:
-            group = [t for t in tests if t.claim == text and t.backbone == backbone and not t.baseline]
+        for label, tests in runs.items():
+            group = [t for t in tests if t.claim == text and not t.baseline]
             if group:
-                rows.append({"Claim": text, "Backbone": backbone_label(run, backbone),
-                             **{c.label: _count(group, c) for c in Comparison}})
+                rows.append({"Claim": text, "Backbone": label, **{c.label: _count(group, c) for c in Comparison}})
     return rows
 
 

@@ -28,7 +28,7 @@ from ..models import compose
 from ..prediction import predict
 from ..utils import progress_bar, write_json
 from .report import show
-from .claims import ALPHA
+from .claims import ALPHA, ClaimTest, verdicts_beside
 from .experiment import eval_split
 from .pipeline import REFERENCE_DIR, git_commit
 from .runs import Run
@@ -222,6 +222,19 @@ def reproduction(results: dict[str, Any], profile: str, root: Path = Path(".")) 
         raise ValueError(f"{path} is not readable JSON ({err}): restore it with git checkout, or "
                          "regenerate it with `make reference`") from None
     return compare(results, reference)
+
+
+def verdicts_beside_reference(run: Run, tests: list[ClaimTest], other: str = "default") -> list[dict[str, Any]]:
+    """The verdict counts of this run's claims (:func:`ca_core.repro.claims.verdict_table`) beside those of
+    the committed reference run of profile ``other``, per backbone; empty for that profile itself or when
+    it has no reference."""
+    path = reference_path(other, run.root)
+    if run.profile.name == other or not path.is_file():
+        return []
+    theirs = [ClaimTest.from_dict(r) for r in json.loads(path.read_text())["results"]["claims"]]
+    mine = {f"{run.profile.name} · {b}": [t for t in tests if t.backbone == b] for b in run.profile.models}
+    return verdicts_beside(mine | {f"{other} · {b}": [t for t in theirs if t.backbone == b]
+                                   for b in dict.fromkeys(t.backbone for t in theirs)})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -237,3 +237,21 @@ def test_a_linear_probe_needs_pretrained_features_and_is_a_training_stage(raw):
     assert profile.trains_gap("resnet_mini") and "resnet_mini/gap" in config.training_stages(profile)
     del probe["train"]["gap_trains"]
     assert "resnet_mini/gap" not in config.training_stages(parse_profile("p", probe, check_paths=False))
+
+
+def test_pretrained_weights_for_other_classes_need_a_linear_probe(raw, tmp_path):
+    """A stream on weights that classify other classes would train on an untrained classifier: the profile
+    is refused until ``gap_trains: classifier`` gives it one."""
+    from safetensors.torch import save_file
+
+    from ca_core.models.factory import create_backbone
+
+    seven = {k: v.contiguous() for k, v in create_backbone("resnet_mini", num_classes=7).state_dict().items()}
+    save_file(seven, tmp_path / "seven.safetensors")
+    settings = copy.deepcopy(raw["profiles"]["smoke"]) | {"models": ["resnet_mini"],
+                                                          "pretrained": {"resnet_mini": "seven.safetensors"}}
+    with pytest.raises(ConfigError, match="profiles.p.train.gap_trains: the pretrained weights of resnet_mini "
+                                          "classify 7 classes, the models here 4: set gap_trains: classifier"):
+        parse_profile("p", settings, root=tmp_path)
+    settings["train"]["gap_trains"] = "classifier"
+    assert parse_profile("p", settings, root=tmp_path).trains_gap("resnet_mini")

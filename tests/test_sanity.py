@@ -37,6 +37,9 @@ def images() -> torch.Tensor:
     ("resnet_mini", "ca", RESNET_CA_STEPS),
     ("convnext_mini", "ca", ["classifier", "stream.block3", "stream.block2", "stream.block1", "stream.block0",
                              "stream.token", "stage4", "stage3", "stage2", "stage1", "stem"]),
+    # timm's coarse groups of any family: EfficientNet's last stage holds blocks.6 and its conv_head
+    ("tf_efficientnet_lite0", "gap", ["classifier", *(f"stage{k}" for k in range(7, 0, -1)), "stem"]),
+    ("regnetx_002", "gap", ["classifier", "stage4", "stage3", "stage2", "stage1", "stem"]),
 ])
 def test_steps_top_down_cover_every_parameter_once(backbone, pooling, expected):
     model = build_model(backbone, pooling=pooling, num_classes=5)

@@ -32,13 +32,13 @@ Conventions:
 from __future__ import annotations
 
 import copy
-import re
 import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 from ..models import backbone_of, is_ca_model
@@ -110,22 +110,14 @@ def randomisation_steps(model: nn.Module) -> list[Step]:
 
 
 def _backbone_groups(backbone: nn.Module) -> tuple[list[str], list[list[str]], list[str]]:
-    """Parameter names of the stem, of each stage in order, and of the classifier (the rest)."""
+    """Parameter names of the stem, of each stage in order, and of the classifier (the rest), from timm's
+    coarse parameter groups (:func:`timm.models.group_parameters`: first the stem, last what no pattern matches)."""
     matcher = getattr(backbone, "group_matcher", None)
-    specs = matcher(coarse=True) if matcher is not None else {}
-    if not (isinstance(specs.get("stem"), str) and isinstance(specs.get("blocks"), str)):
-        raise ValueError(f"{type(backbone).__name__} has no timm coarse group_matcher with 'stem' and 'blocks' "
-                         "patterns: cannot split it into stem, stages and classifier")
-    stem_re, stage_re = re.compile(specs["stem"]), re.compile(specs["blocks"])
-    stem, stages, classifier = [], {}, []
-    for name, _ in backbone.named_parameters():
-        if stem_re.match(name):
-            stem.append(name)
-        elif found := stage_re.match(name):
-            stages.setdefault(int(found.group(1)), []).append(name)
-        else:
-            classifier.append(name)
-    return stem, [stages[k] for k in sorted(stages)], classifier
+    groups = list(group_parameters(backbone, matcher(coarse=True)).values()) if matcher is not None else []
+    if len(groups) < 3:
+        raise ValueError(f"{type(backbone).__name__} has no timm coarse group_matcher that splits it into a stem, "
+                         "stages and a classifier")
+    return groups[0], groups[1:-1], groups[-1]
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from typing import Any, Literal, Mapping
 
 import timm
 import yaml
+from safetensors import safe_open
 
 from ..data import FolderData, Mit67Data, PhotosConfig, ShapesConfig
 from ..evaluation import EvalConfig
@@ -431,11 +432,34 @@ def _check_per_model(train: TrainConfig, models: list[str], path: str) -> None:
 
 
 def _check_probes(profile: Profile, path: str) -> None:
-    """A linear probe (``gap_trains: classifier``) needs pretrained features to probe."""
+    """A linear probe (``gap_trains: classifier``) needs pretrained features to probe; pretrained weights
+    used as they are need a classifier for the data's classes (else the stream would train on an untrained one)."""
     for backbone in profile.models:
-        if profile.train.for_backbone(backbone).gap_trains == "classifier" and not profile.pretrained_for(backbone):
+        weights = profile.pretrained_for(backbone)
+        probe = profile.train.for_backbone(backbone).gap_trains == "classifier"
+        if probe and not weights:
             raise ConfigError(f"{path}.gap_trains: 'classifier' trains a linear classifier on pretrained features, "
                               f"but {backbone} has no pretrained weights (set pretrained, or gap_trains: all)")
+        classes = None if probe or not weights else classifier_width(backbone, weights, profile.root)
+        if classes is not None and classes != profile.num_classes:
+            raise ConfigError(f"{path}.gap_trains: the pretrained weights of {backbone} classify {classes} classes, "
+                              f"the models here {profile.num_classes}: set gap_trains: classifier (a linear probe "
+                              "gives the frozen backbone a classifier for these classes before the stream trains)")
+
+
+def classifier_width(backbone: str, weights: bool | Path, root: Path) -> int | None:
+    """How many classes pretrained weights classify: timm's (``True``) from its pretrained config, a local
+    safetensors file's from its classifier tensor's shape, read from the header alone (``None`` when unknown:
+    another format, a missing or unreadable file, no such tensor; loading the model then checks it)."""
+    cfg = timm.get_pretrained_cfg(backbone)
+    if weights is True:
+        return cfg.num_classes if cfg else None
+    path, key = root / weights, f"{cfg.classifier if cfg else 'fc'}.weight"
+    try:
+        with safe_open(path, "pt") as tensors:
+            return int(tensors.get_slice(key).get_shape()[0]) if key in tensors.keys() else None
+    except Exception:  # not a safetensors file, or missing: the model's own load names the problem
+        return None
 
 
 def input_config(backbone: str) -> dict[str, Any]:

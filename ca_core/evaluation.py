@@ -98,6 +98,9 @@ class EvalConfig:
         sanity_images: the model parameter randomisation check (Adebayo et al. 2018) of each method
             on the primary models, on the first ``sanity_images`` test images (0: off); a method is
             explained once per randomisation step.
+        sanity_methods: the methods the randomisation check explains (``None``: every evaluated one);
+            Score-CAM, one forward pass per channel and image at every step, can be left out where
+            that is too slow (the book says which were checked).
         equivalence_margin: the margin (points) within which "CA keeps the accuracy of GAP" holds
             (two one-sided tests).
     """
@@ -120,6 +123,7 @@ class EvalConfig:
     road_images: int = 100
     road_noise: float = 0.01
     sanity_images: int = 8
+    sanity_methods: tuple[str, ...] | None = None
     equivalence_margin: float = field(default=1.0, metadata=SUMMARY)
 
     def __post_init__(self) -> None:
@@ -151,6 +155,10 @@ class EvalConfig:
                              f"extra_seed_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
         if self.num_images is not None and self.num_images <= 0:
             raise FieldError("num_images", f"num_images: must be positive or null, got {self.num_images}")
+        unknown = set(self.sanity_methods or ()) - set(self.methods)
+        if unknown:
+            raise FieldError("sanity_methods",
+                             f"sanity_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
         for name in ("road_images", "sanity_images", "road_noise"):
             if getattr(self, name) < 0:
                 raise FieldError(name, f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}")
@@ -404,11 +412,13 @@ def plain(record: Any) -> Any:
 
 def evaluate_extras(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig, out_dir: Path,
                     key: str, progress: bool = True, label: str = "") -> None:
-    """ROAD (from the saved maps) and the sanity check of every method of a primary model, on the
-    first ``cfg.road_images`` / ``cfg.sanity_images`` images, each written once per key to
-    ``<method>/road.npz`` and ``<method>/sanity.npz``."""
-    jobs = [(m, kind) for m in methods_for(pooling, cfg) for kind, n in (("road", cfg.road_images),
-                                                                       ("sanity", cfg.sanity_images)) if n]
+    """ROAD (from the saved maps) and the sanity check of every method of a primary model (of
+    ``cfg.sanity_methods`` when set), on the first ``cfg.road_images`` / ``cfg.sanity_images`` images,
+    each written once per key to ``<method>/road.npz`` and ``<method>/sanity.npz``."""
+    sanity = cfg.sanity_images if cfg.sanity_methods is None else 0
+    checked = set(cfg.sanity_methods or ())
+    jobs = [(m, kind) for m in methods_for(pooling, cfg)
+            for kind, n in (("road", cfg.road_images), ("sanity", cfg.sanity_images if m in checked else sanity)) if n]
     todo = [(m, kind) for m, kind in jobs if read_npz(out_dir / m / f"{kind}.npz", key) is None]
     for method, kind in progress_bar(todo, desc=f"{label} ROAD+sanity", disable=not progress):
         results = method_results(out_dir / method, key)

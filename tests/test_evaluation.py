@@ -96,3 +96,18 @@ def test_paper_tables_are_complete():
         assert list(row) == list(paper.METRICS) and method in paper.METHOD_LABELS and pooling in ("gap", "ca")
     assert paper.paper_value("resnet50", "scorecam", "ca", "ai") == 54.20
     assert paper.paper_value("resnet50", "attention", "ca", "ai") is None
+
+
+def test_the_randomisation_check_runs_only_for_the_sanity_methods_when_given(tmp_path):
+    """``sanity_methods`` leaves the others' check out (Score-CAM where it is too slow); ROAD stays for every method."""
+    from ca_core.evaluation import read_extra
+
+    torch.manual_seed(0)
+    test = shapes_dataset(ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=2), "test", root=None)
+    cfg = EvalConfig(methods=("gradcam", "random"), num_images=2, batch_size=2, n_boot=10, road_images=1,
+                     sanity_images=1, sanity_methods=("gradcam",))
+    evaluate_model(build_model("resnet_mini", "gap", num_classes=4), "gap", test, cfg, tmp_path, "k", progress=False)
+    assert read_extra(tmp_path / "gradcam", "sanity") is not None and read_extra(tmp_path / "random", "sanity") is None
+    assert read_extra(tmp_path / "random", "road") is not None
+    with pytest.raises(ValueError, match=r"sanity_methods: \['scorecam'\] are not among methods"):
+        EvalConfig(methods=("gradcam",), sanity_methods=("scorecam",))

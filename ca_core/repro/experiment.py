@@ -162,6 +162,7 @@ def _train_stage(run: Run, sets: dict[str, Dataset], backbone: str, stage: str, 
                          keep=name in run.profile.keep_stale,
                          backbone=state_digest(backbone_of(model).state_dict()) if stage == "ca" else None)
     label = stage.upper() if ablation is None else f"CA (ablation: {ablation})"
+    label += " (linear probe)" if stage == "gap" and cfg.gap_trains == "classifier" else ""
     if kept:
         return {**_logged_row(run, backbone, stage, seed, ablation), "Stage": f"{label} (kept stale)"}
     result = train(cfg, model, sets["train"], sets["val"], folder, stage=stage, progress=progress)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from ca_core.utils import ORPHAN
 
 #: Record fields that identify code or time, not computed numbers.
-IGNORED = {"key", "time_s", "written", "created", "commit", "reproduction"}
+IGNORED = {"key", "fingerprint", "time_s", "written", "created", "commit", "reproduction"}
 
 
 def files(root: Path, pattern: str) -> list[Path]:

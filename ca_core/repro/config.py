@@ -317,12 +317,12 @@ def parse_profile(name: str, settings: Mapping[str, Any], check_paths: bool = Tr
         root=root,
         **sections,
     )
-    _check_probes(profile, f"{path}.train")
     _check_targets(profile, source, path)
     stages = training_stages(profile if source is None else source)
     profile.keep_stale = _stages(settings.get("keep_stale", []), stages, f"{path}.keep_stale")
     if check_paths:
         check_data_paths(profile, root)
+    _check_probes(profile, f"{path}.train")  # after the paths: a missing weights file is named as such
     return profile
 
 

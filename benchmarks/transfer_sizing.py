@@ -5,14 +5,17 @@ For each variant it trains the linear probe (``train.gap_trains: classifier``) o
 then on the first test images measures the probe's accuracy, the localisation of Grad-CAM and of the
 ``centre`` prior (pointing game with the usual margin, energy in the mask) and the time one image costs
 per method (the map and every metric of the paper's protocol). The ``transfer`` profile of
-``_config.yml`` takes the last row, the first that passes the regime check's localisation targets.
+``_config.yml`` takes the last row's image size and objects (with 1,500 training images, for time).
 
     python benchmarks/transfer_sizing.py              # every variant, 2-6 minutes each on 2 cores
     python benchmarks/transfer_sizing.py --only 224-calm
 
 Measured here (2 cores, torch 2.14.1; the 160-192 px rows while another job shared the cores, so their
 times are high), test accuracy / Grad-CAM pointing / centre pointing / Grad-CAM energy / centre energy (%)
-/ ms per image and method, on 100 test images (60 for the last two):
+/ ms per image and method. The first five rows on 100 test images (60 for the last two) of a test split of
+200; the last three on the first 96 images of a split of 600 (``--images 96``), where the 224-calm probe
+trained by the profile scores 78.1 % pointing: at 7x7 the pointing rate is 77-83 % depending on the images,
+too close to the regime's 80 % to pass it reliably; the 8x8 map at 256 px clears it.
 
 ======================  =====  ====  ======  ====  ======  =====
 variant                 acc.   PG    centre  E     centre  ms
@@ -22,6 +25,9 @@ variant                 acc.   PG    centre  E     centre  ms
 128-calm (2,000)        89.0   22.0  22.0    8.2   6.9     136
 192-calm (1,500)        93.5   50.0  33.3    14.1  7.9     630
 224-calm (2,500)        99.0   83.3  50.0    21.2  9.9     980
+224-large (2,500)       98.2   77.1  52.1    29.5  14.9    1046
+240-calm (2,000)        97.7   80.2  34.4    25.8  10.0    1287
+256-calm (2,000)        97.7   84.4  26.0    24.9  9.1     1527
 ======================  =====  ====  ======  ====  ======  =====
 """
 from __future__ import annotations
@@ -62,6 +68,9 @@ VARIANTS = {
     "128-calm": Variant(dataclasses.replace(CALM, image_size=128, train=2000, scale=(0.12, 0.2))),
     "192-calm": Variant(dataclasses.replace(CALM, image_size=192, train=1500, scale=(0.12, 0.2))),
     "224-calm": Variant(dataclasses.replace(CALM, image_size=224, train=2500, scale=(0.14, 0.22))),
+    "224-large": Variant(dataclasses.replace(CALM, image_size=224, train=2500, test=600, scale=(0.18, 0.28))),
+    "256-calm": Variant(dataclasses.replace(CALM, image_size=256, train=2000, test=600, scale=(0.14, 0.22))),
+    "240-calm": Variant(dataclasses.replace(CALM, image_size=240, train=2000, test=600, scale=(0.14, 0.22))),
 }
 
 

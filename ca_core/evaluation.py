@@ -17,7 +17,8 @@ written into one folder per model:
 * ``calibration.json``: the softmax temperature fitted on the validation split and the calibration
   on the test split (:func:`calibrate`);
 * ``<method>/road.npz``, ``<method>/sanity.npz`` (primary models): ROAD and the parameter
-  randomisation check on the first images (:func:`evaluate_extras`).
+  randomisation check on the first images; ``<method>/localisation.npz`` (GAP models, with
+  ``regime_images``): the regime check's localisation on more images (:func:`evaluate_extras`).
 
 Every file is written atomically and carries a key (the caller's fingerprint of what produced it):
 an interrupted run resumes at the first missing chunk, and a changed key never mixes with old results:
@@ -40,10 +41,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import distributed
-from .metrics import (PROTOCOLS, calibration_summary, cascading_randomisation, evaluate_maps, fit_temperature,
-                      reliability, road)
+from .metrics import (PROTOCOLS, calibration_summary, cascading_randomisation, energy_pointing_game, evaluate_maps,
+                      fit_temperature, paper_tolerance, pointing_game, reliability, road)
 from .prediction import batches_on, predict
-from .saliency import METHODS, explain
+from .saliency import METHODS, explain, upsample
 from .utils import FieldError, announce, atomic_write, check_precision, progress_bar, set_aside, write_json
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -53,6 +54,8 @@ CALIBRATION_FILE = "calibration.json"
 RECORD_FILE = "evaluation.json"
 #: What a map explains: the ground-truth label, or the model's prediction (see :class:`EvalConfig`).
 TARGETS = ("label", "predicted")
+#: The maps of the regime check (Grad-CAM on the GAP models against the centre prior).
+REGIME_METHODS = ("gradcam", "centre")
 #: The metadata of an :class:`EvalConfig` field that does not change what a result file holds (which
 #: methods run, batch sizes, how results are summarised): left out of the evaluation's key.
 SUMMARY = {"result": False}
@@ -101,6 +104,10 @@ class EvalConfig:
         sanity_methods: the methods the randomisation check explains (``None``: every evaluated one);
             Score-CAM, one forward pass per channel and image at every step, can be left out where
             that is too slow (the book says which were checked).
+        regime_images: the regime check's localisation (:data:`REGIME_METHODS` on the GAP models:
+            pointing game and energy, from the maps alone, no faithfulness metric) on the first
+            ``regime_images`` test images, where the evaluated images are too few to check a target
+            (at 24 images a pointing rate has a standard error of 8 points); 0: on the evaluated images.
         equivalence_margin: the margin (points) within which "CA keeps the accuracy of GAP" holds
             (two one-sided tests).
     """
@@ -124,6 +131,7 @@ class EvalConfig:
     road_noise: float = 0.01
     sanity_images: int = 8
     sanity_methods: tuple[str, ...] | None = None
+    regime_images: int = 0
     equivalence_margin: float = field(default=1.0, metadata=SUMMARY)
 
     def __post_init__(self) -> None:
@@ -159,7 +167,7 @@ class EvalConfig:
         if unknown:
             raise FieldError("sanity_methods",
                              f"sanity_methods: {sorted(unknown)} are not among methods {list(self.methods)}")
-        for name in ("road_images", "sanity_images", "road_noise"):
+        for name in ("road_images", "sanity_images", "road_noise", "regime_images"):
             if getattr(self, name) < 0:
                 raise FieldError(name, f"{name}: must be >= 0 (0 turns it off), got {getattr(self, name)}")
         if not self.equivalence_margin > 0:
@@ -412,33 +420,66 @@ def plain(record: Any) -> Any:
 
 def evaluate_extras(model: nn.Module, pooling: str, dataset: Dataset, cfg: EvalConfig, out_dir: Path,
                     key: str, progress: bool = True, label: str = "") -> None:
-    """ROAD (from the saved maps) and the sanity check of every method of a primary model (of
-    ``cfg.sanity_methods`` when set), on the first ``cfg.road_images`` / ``cfg.sanity_images`` images,
-    each written once per key to ``<method>/road.npz`` and ``<method>/sanity.npz``."""
-    sanity = cfg.sanity_images if cfg.sanity_methods is None else 0
-    checked = set(cfg.sanity_methods or ())
-    jobs = [(m, kind) for m in methods_for(pooling, cfg)
-            for kind, n in (("road", cfg.road_images), ("sanity", cfg.sanity_images if m in checked else sanity)) if n]
-    todo = [(m, kind) for m, kind in jobs if read_npz(out_dir / m / f"{kind}.npz", key) is None]
-    for method, kind in progress_bar(todo, desc=f"{label} ROAD+sanity", disable=not progress):
-        results = method_results(out_dir / method, key)
-        n = min(len(results["index"]), cfg.road_images if kind == "road" else cfg.sanity_images)
-        images = torch.stack([dataset[int(i)][0] for i in results["index"][:n]]).to(next(model.parameters()).device)
-        targets = torch.as_tensor(results["target"][:n], device=images.device).long()
+    """The checks of a primary model, each written once per key to ``<method>/<kind>.npz``: ROAD (from
+    the saved maps) and the sanity check of every method (of ``cfg.sanity_methods`` when set) on the
+    first ``cfg.road_images`` / ``cfg.sanity_images`` evaluated images, and on a GAP model the regime
+    check's localisation on the first ``cfg.regime_images`` test images (:func:`localisation`)."""
+    def wanted(method: str, kind: str) -> bool:
         if kind == "road":
-            maps = torch.as_tensor(results["maps"][:n], device=images.device).float()
-            arrays = {k: v.cpu().numpy() for k, v in road(model, images, maps, targets, noise=cfg.road_noise,
-                                                          batch_size=cfg.batch_size, seed=cfg.seed).items()}
+            return cfg.road_images > 0
+        if kind == "sanity":
+            return cfg.sanity_images > 0 and (cfg.sanity_methods is None or method in cfg.sanity_methods)
+        return cfg.regime_images > 0 and pooling == "gap" and method in REGIME_METHODS
+
+    jobs = [(m, kind) for m in methods_for(pooling, cfg) for kind in ("road", "sanity", "localisation")
+            if wanted(m, kind)]
+    todo = [(m, kind) for m, kind in jobs if read_npz(out_dir / m / f"{kind}.npz", key) is None]
+    device = next(model.parameters()).device
+    for method, kind in progress_bar(todo, desc=f"{label} checks", disable=not progress):
+        if kind == "localisation":
+            arrays = localisation(model, method, dataset, range(min(cfg.regime_images, len(dataset))), cfg, device)
         else:
-            check = cascading_randomisation(model, images, targets, method, seed=cfg.seed,
-                                            **method_options(method, cfg))
-            arrays = {"steps": np.array(check.steps), "correlations": check.correlations}
-        save_npz(out_dir / method / f"{kind}.npz", {**arrays, "index": results["index"][:n]}, key)
+            arrays = _check_evaluated(model, method, kind, dataset, cfg, method_results(out_dir / method, key), device)
+        save_npz(out_dir / method / f"{kind}.npz", arrays, key)
+
+
+def _check_evaluated(model: nn.Module, method: str, kind: str, dataset: Dataset, cfg: EvalConfig,
+                     results: dict[str, np.ndarray], device: torch.device) -> dict[str, np.ndarray]:
+    """ROAD (``kind="road"``, from the saved maps) or the sanity check of ``method`` on the first
+    evaluated images (``results``: the method's saved per-image results)."""
+    n = min(len(results["index"]), cfg.road_images if kind == "road" else cfg.sanity_images)
+    images = torch.stack([dataset[int(i)][0] for i in results["index"][:n]]).to(device)
+    targets = torch.as_tensor(results["target"][:n], device=device).long()
+    if kind == "road":
+        maps = torch.as_tensor(results["maps"][:n], device=device).float()
+        arrays = {k: v.cpu().numpy() for k, v in road(model, images, maps, targets, noise=cfg.road_noise,
+                                                      batch_size=cfg.batch_size, seed=cfg.seed).items()}
+    else:
+        check = cascading_randomisation(model, images, targets, method, seed=cfg.seed, **method_options(method, cfg))
+        arrays = {"steps": np.array(check.steps), "correlations": check.correlations}
+    return {**arrays, "index": results["index"][:n]}
+
+
+def localisation(model: nn.Module, method: str, dataset: Dataset, indices: range, cfg: EvalConfig,
+                 device: torch.device) -> dict[str, np.ndarray]:
+    """Pointing game (with the usual margin) and energy of ``method``'s maps of the labelled classes on
+    ``dataset[indices]``, from the maps alone: a localisation rate on more images than the faithfulness
+    metrics can afford (a map costs one forward and backward pass; its metrics dozens of forwards)."""
+    parts: dict[str, list[torch.Tensor]] = {"pointing_tol": [], "energy": [], "label": []}
+    loader = DataLoader(Subset(dataset, list(indices)), batch_size=cfg.batch_size, shuffle=False)
+    for images, labels, masks in batches_on(loader, device):
+        if masks is None:
+            raise ValueError("the regime check's localisation (eval.regime_images) needs data with object masks")
+        maps = upsample(explain(model, images, method, targets=labels, **method_options(method, cfg)), masks.shape[-2:])
+        parts["pointing_tol"].append(pointing_game(maps, masks, paper_tolerance(*masks.shape[-2:])))
+        parts["energy"].append(energy_pointing_game(maps, masks))
+        parts["label"].append(labels)
+    return {k: torch.cat(v).detach().cpu().numpy() for k, v in parts.items()} | {"index": np.asarray(indices)}
 
 
 def read_extra(folder: Path, kind: str) -> dict[str, np.ndarray] | None:
-    """``road`` or ``sanity`` results of one method folder of the model's completed evaluation, or
-    ``None`` when it has none (off, or not a primary model)."""
+    """``road``, ``sanity`` or ``localisation`` results of one method folder of the model's completed
+    evaluation, or ``None`` when it has none (off, or not a primary model)."""
     return read_npz(Path(folder) / f"{kind}.npz", completed_key(Path(folder).parent))
 
 

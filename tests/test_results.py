@@ -10,7 +10,7 @@ import torch
 
 from ca_core import build_model
 from ca_core.data import ShapesConfig, shapes_dataset
-from ca_core.evaluation import EvalConfig, evaluate_model
+from ca_core.evaluation import EvalConfig, evaluate_model, read_results
 from ca_core.repro import regime, summary as run_summary
 from ca_core.repro.claims import Verdict
 from ca_core.repro.config import Profile
@@ -208,6 +208,36 @@ def test_regime_check_is_computed_from_the_saved_results(evaluated):
     assert row["ok"]["energy_over_centre"] == (row["gradcam_energy"] - row["centre_energy"] >= t["energy_over_centre"])
     assert row["ok"]["gap_accuracy"] == (row["gap_accuracy"] >= 90) and isinstance(row["ok"]["ca_accuracy_drop"], bool)
     assert np.isfinite(list(row.values())[2:7]).all()
+
+
+def test_regime_check_localises_on_regime_images_from_the_maps_alone(tmp_path):
+    """``eval.regime_images``: the GAP model's Grad-CAM and centre maps on the first 6 test images (the
+    metrics on 2), each value equal to the full metric path's on the same images; the regime check
+    reads those 6, and the CA stream gets no such pass."""
+    data = ShapesConfig(image_size=32, num_classes=4, train=0, val=0, test=6)
+    cfg = EvalConfig(methods=("gradcam", "centre"), num_images=2, batch_size=4, n_boot=10, road_images=0,
+                     sanity_images=0, regime_images=6)
+    run = Run(Profile(name="tiny", data=data, models=["resnet_mini"], seeds=[0], train=TrainConfig(), root=tmp_path,
+                      eval=cfg))
+    test = shapes_dataset(data, "test", root=None)
+    torch.manual_seed(0)
+    gap = build_model("resnet_mini", "gap", num_classes=4)
+    for pooling, model in (("gap", gap), ("ca", build_model(gap, "ca"))):
+        evaluate_model(model, pooling, test, cfg, run.model_dir("resnet_mini", pooling), "key", progress=False)
+    assert run.extra("resnet_mini", "ca", "gradcam", "localisation") is None
+    full = EvalConfig(methods=("gradcam", "centre"), num_images=6, batch_size=4, n_boot=10, road_images=0,
+                      sanity_images=0)
+    evaluate_model(gap, "gap", test, full, tmp_path / "full", "key", progress=False)
+    for method in ("gradcam", "centre"):
+        loc = run.extra("resnet_mini", "gap", method, "localisation")
+        reference = read_results(tmp_path / "full" / method)
+        assert len(loc["label"]) == 6 and (loc["index"] == np.arange(6)).all()
+        for key in ("pointing_tol", "energy", "label"):
+            np.testing.assert_allclose(loc[key], reference[key], atol=1e-6, err_msg=f"{method} {key}")
+    (row,) = regime.regime_check(run)
+    assert row["n_images"] == 6
+    cam = run.extra("resnet_mini", "gap", "gradcam", "localisation")
+    assert row["gradcam_pointing"] == pytest.approx(100 * cam["pointing_tol"].mean())
 
 
 def test_a_run_owns_the_layout_of_its_folder(tmp_path):

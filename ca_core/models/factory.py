@@ -19,9 +19,9 @@ from ..utils import announce
 POOLINGS = ("gap", "ca")
 
 
-def load_backbone_weights(model: nn.Module, path: str | Path) -> bool:
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     """Load a local ``.pth``/``.safetensors`` state dict into the timm model ``model`` with strict key
-    checking; return whether its classifier was loaded too.
+    checking.
 
     Weights for another number of classes (ImageNet's 1,000 on a 10-class model) load every tensor
     but the classifier's, which stays freshly initialised, as timm does for its own weights: the
@@ -48,7 +48,6 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> bool:
             raise RuntimeError(f"missing keys {sorted(set(missing) - head)}, unexpected keys {sorted(unexpected)}")
     except RuntimeError as err:
         raise ValueError(f"weights in {path} do not fit {type(model).__name__}: {err}") from err
-    return not other_classes
 
 
 def create_backbone(

@@ -290,20 +290,40 @@ def _forest_panel(ax, group: Sequence, offsets: Sequence[float], comparisons: Se
     """One panel of :func:`forest_plot`: every test of one metric and backbone, top to bottom."""
     y = np.arange(len(group))[::-1]
     ax.set_ylim(-0.7, max(len(group), 2) - 0.3)
+    drawn = [(yi + dy, comparison, t, t.tests[c])
+             for yi, t in zip(y, group) for dy, comparison in zip(offsets, comparisons)
+             if (c := next((k for k in t.tests if k.value == comparison), None)) is not None]
+    lo, hi = _panel_range([(r.lo, r.hi) for *_, r in drawn], [t.paper_diff for t in group if t.paper_diff is not None])
+    for yi, comparison, t, r in drawn:
+        colour = VERDICT_COLOURS.get(r.verdict.value, "tab:gray")
+        x, left, right = (min(max(v, lo), hi) for v in (r.diff, r.lo, r.hi))  # clipped to the panel
+        ax.errorbar(x, yi, xerr=[[x - left], [right - x]], fmt=COMPARISON_MARKERS[comparison], ms=4.5, color=colour,
+                    capsize=2.5, alpha=0.55 if t.baseline else 1.0)
+        if r.lo < lo:  # the interval runs past the panel: an arrow at the edge says so
+            ax.plot(lo, yi, "<", color=colour, ms=6, clip_on=False)
+        if r.hi > hi:
+            ax.plot(hi, yi, ">", color=colour, ms=6, clip_on=False)
     for yi, t in zip(y, group):
-        for dy, comparison in zip(offsets, comparisons):
-            c = next((k for k in t.tests if k.value == comparison), None)
-            if c is None:
-                continue
-            r = t.tests[c]
-            ax.errorbar(r.diff, yi + dy, xerr=[[r.diff - r.lo], [r.hi - r.diff]], fmt=COMPARISON_MARKERS[comparison],
-                        ms=4.5, color=VERDICT_COLOURS.get(r.verdict.value, "tab:gray"), capsize=2.5,
-                        alpha=0.55 if t.baseline else 1.0)
         if t.paper_diff is not None:
             ax.plot(t.paper_diff, yi, "x", color="black", ms=7)
+    ax.set_xlim(lo, hi)
     ax.axvline(0, color="black", lw=0.8)
     ax.tick_params(axis="x", labelsize=8.5)
     ax.grid(axis="x", alpha=0.3)
+
+
+def _panel_range(intervals: Sequence[tuple[float, float]], points: Sequence[float],
+                 widest: float = 4.0) -> tuple[float, float]:
+    """The x range of a forest panel: every interval at most ``widest`` times the median width, the
+    ``points`` (the paper's differences) and 0, with a margin. A far wider interval (a method scored on
+    a handful of images) would squeeze the others to dots: it runs past the edge, marked by an arrow."""
+    widths = np.array([hi - lo for lo, hi in intervals])
+    limit = widest * max(float(np.median(widths)), 1e-9) if len(widths) else np.inf
+    kept = [end for interval, w in zip(intervals, widths) if w <= limit for end in interval]
+    values = np.array(kept + list(points) + [0.0])
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.06 * max(hi - lo, 1e-6)
+    return lo - pad, hi + pad
 
 
 def reliability_diagrams(records: Mapping[str, Mapping[str, object]]) -> Figure:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..evaluation import REGIME_METHODS
 from .notices import backbone_label
 from .runs import Run
 
@@ -23,11 +24,11 @@ def regime_check(run: Run) -> list[dict[str, Any]]:
     Needs the ``gradcam`` and ``centre`` methods, data with masks and labels; otherwise empty.
     """
     profile = run.profile
-    if not {"gradcam", "centre"} <= set(profile.eval.methods) or not profile.labelled:
+    if not set(REGIME_METHODS) <= set(profile.eval.methods) or not profile.labelled:
         return []
     rows = []
     for backbone in profile.models:
-        cam, centre = (run.results(backbone, "gap", m) for m in ("gradcam", "centre"))
+        cam, centre = (_localisation(run, backbone, m) for m in REGIME_METHODS)
         if "pointing_tol" not in cam:
             return []
         n = min(len(cam["label"]), len(centre["label"]))
@@ -48,6 +49,12 @@ def regime_check(run: Run) -> list[dict[str, Any]]:
                    "ca_accuracy_drop": bool(gap_acc - min(ca_acc) <= t["ca_accuracy_drop"])},
         })
     return rows
+
+
+def _localisation(run: Run, backbone: str, method: str) -> dict[str, Any]:
+    """Pointing and energy of a GAP model's method: from its own pass over ``eval.regime_images`` test
+    images when the run has one, else from the evaluated images."""
+    return run.extra(backbone, "gap", method, "localisation") or run.results(backbone, "gap", method)
 
 
 def regime_table(run: Run) -> list[Row]:

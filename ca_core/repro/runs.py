@@ -223,7 +223,8 @@ class Run:
         return read_calibration(self.model_dir(backbone, pooling, seed, ablation))
 
     def extra(self, backbone: str, pooling: str, method: str, kind: str) -> dict[str, np.ndarray] | None:
-        """ROAD (``kind="road"``) or the sanity check (``"sanity"``) of a primary model's method, or ``None``."""
+        """ROAD (``kind="road"``), the sanity check (``"sanity"``) or the regime check's localisation
+        (``"localisation"``, GAP models) of a primary model's method, or ``None``."""
         return read_extra(self.model_dir(backbone, pooling) / method, kind)
 
     def train_logs(self) -> dict[str, list[dict[str, Any]]]:

@@ -85,6 +85,8 @@ def test_eval_config_checks_and_caps():
         EvalConfig(methods=("gradcam_pp",))
     with pytest.raises(ValueError, match="method_images"):
         EvalConfig(methods=("gradcam",), method_images={"scorecam": 5})
+    with pytest.raises(ValueError, match=r"regime_images: must be >= 0 \(0 turns it off\), got -1"):
+        EvalConfig(regime_images=-1)
     cfg = EvalConfig(num_images=100, method_images={"scorecam": 40})
     assert (images_for("scorecam", cfg, 500), images_for("gradcam", cfg, 500),
             images_for("gradcam", cfg, 30)) == (40, 100, 30)
